@@ -1,0 +1,23 @@
+# The two commands of the README. Each one sets up what it needs on a fresh clone (offline is
+# fine: every package comes from the package registry, torch's CPU wheel first).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+
+.PHONY: quick test install
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	# torch first, pinned to its CPU build, so nothing pulls CUDA wheels
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[all,test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+quick: $(STAMP)
+	$(VENV)/bin/rankbench run quick
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q

@@ -1,0 +1,262 @@
+"""The rankbench command line. `rankbench COMMAND --help` describes each command."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .errors import RankbenchError
+
+EPILOG = """examples:
+  rankbench run quick                      run the quick suite and write reports/quick.md
+  rankbench run beir --ranker bm25         one ranker of a suite, every dataset
+  rankbench check smoke                    compare results with reports/baselines.toml
+  rankbench ls rankers                     what bench.toml defines
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=os.environ.get("RANKBENCH_CONFIG", "bench.toml"),
+                   help="experiment matrix (default: bench.toml, or $RANKBENCH_CONFIG)")
+    p.add_argument("--reports", default=None,
+                   help="reports folder (default: reports/ beside the config)")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rankbench", description="Train and benchmark rankers on real IR data.",
+                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a suite's cells (cached, resumable) and write its report",
+                       description="Run every (ranker, dataset) cell of a suite. Finished cells are written "
+                                   "at once, cached runs are reused, and the report is regenerated.")
+    p.add_argument("suite")
+    p.add_argument("--ranker", action="append", help="only this ranker (repeatable)")
+    p.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
+    p.add_argument("--force", action="store_true", help="ignore cached runs and up-to-date results")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for rankers (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-report", action="store_true", help="do not regenerate the report")
+    _common(p)
+
+    p = sub.add_parser("report", help="regenerate reports/SUITE.md from the result JSONs",
+                       description="Write the suite's markdown leaderboard (deterministic).")
+    p.add_argument("suite")
+    p.add_argument("--check", action="store_true", help="exit 1 if the committed report is stale; write nothing")
+    _common(p)
+
+    p = sub.add_parser("check", help="compare results with accepted baselines and published figures",
+                       description="OK / OKISH / FAIL per cell and measure; exits 1 on any FAIL.")
+    p.add_argument("suite")
+    p.add_argument("--quiet", action="store_true", help="print only what is not OK")
+    _common(p)
+
+    p = sub.add_parser("accept", help="make the suite's current results its baseline",
+                       description="Write the suite's results into reports/baselines.toml.")
+    p.add_argument("suite")
+    _common(p)
+
+    p = sub.add_parser("ls", help="list datasets, rankers, suites, measures or ranker kinds",
+                       description="List what bench.toml defines.")
+    p.add_argument("what", nargs="?", default="all",
+                   choices=["all", "datasets", "rankers", "suites", "measures", "kinds"])
+    _common(p)
+
+    p = sub.add_parser("validate", help="parse all config and data without running anything",
+                       description="Check bench.toml (keys, references, ranker parameters, measures) and "
+                                   "parse every local dataset it names (checksums, every line).")
+    p.add_argument("--config-only", action="store_true", help="skip parsing the data files")
+    _common(p)
+
+    p = sub.add_parser("seed-irds", help="seed ir_datasets' cache from a shipped copy (offline)",
+                       description="Place a local copy where ir_datasets looks for its downloads, for "
+                                   "an irds: dataset of bench.toml that names seed_from.")
+    p.add_argument("dataset")
+    _common(p)
+
+    p = sub.add_parser("manifest", help="write MANIFEST.tsv (sha256 of every file) for a data folder",
+                       description="Checksums are verified whenever rankbench reads a file of the folder.")
+    p.add_argument("folder")
+    return ap
+
+
+def _load(args):
+    from .config import load_config
+
+    config = load_config(args.config)
+    reports = Path(args.reports) if args.reports else config.root / "reports"
+    return config, reports
+
+
+def cmd_run(args) -> int:
+    from .report import build_report, report_path
+    from .files import atomic_write_text
+    from .runner import Runner
+
+    config, reports = _load(args)
+    runner = Runner(config, reports, progress=not args.no_progress, force=args.force, threads=args.threads)
+    outcomes = runner.run_suite(args.suite, args.ranker, args.dataset)
+    errors = [o for o in outcomes if o.status == "error"]
+    if not args.no_report:
+        path = report_path(reports, args.suite)
+        atomic_write_text(path, build_report(config, reports, args.suite))
+        print(f"wrote {path}", file=sys.stderr)
+    counts = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    print("cells: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), file=sys.stderr)
+    for o in errors:
+        print(f"error: {o.ranker} on {o.dataset}: {o.message}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_report(args) -> int:
+    from .files import atomic_write_text
+    from .report import build_report, report_path
+
+    config, reports = _load(args)
+    text = build_report(config, reports, args.suite)
+    path = report_path(reports, args.suite)
+    if args.check:
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current != text:
+            print(f"{path} is stale: regenerate it with `rankbench report {args.suite}`", file=sys.stderr)
+            return 1
+        print(f"{path} is up to date", file=sys.stderr)
+        return 0
+    atomic_write_text(path, text)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .check import check_suite
+
+    config, reports = _load(args)
+    verdicts = check_suite(config, reports, args.suite)
+    for v in verdicts:
+        if not args.quiet or v.verdict not in ("OK", "SKIP"):
+            print(v.line())
+    failed = sorted({v.cell for v in verdicts if v.verdict == "FAIL"})
+    counts = {}
+    for v in verdicts:
+        counts[v.verdict] = counts.get(v.verdict, 0) + 1
+    print(f"{args.suite}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    if failed:
+        print(f"FAIL in {len(failed)} cell(s): " + ", ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_accept(args) -> int:
+    from .check import accept_suite
+
+    config, reports = _load(args)
+    path = accept_suite(config, reports, args.suite)
+    print(f"accepted {args.suite}'s results into {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_ls(args) -> int:
+    from rankers import all_kinds
+
+    from .conventions import CONVENTIONS
+
+    config, _ = _load(args)
+    show = args.what
+    if show in ("all", "datasets"):
+        print("datasets:")
+        for name, d in config.datasets.items():
+            extra = f" split={d.split}" if d.scheme == "local" and d.split != "test" else ""
+            print(f"  {name:<16} {d.source}{extra}" + (f"  (seed_from {d.seed_from})" if d.seed_from else ""))
+    if show in ("all", "rankers"):
+        print("rankers:")
+        for name, r in config.rankers.items():
+            chain = f"  reranks {r.first_stage} top {r.depth}" if r.first_stage else ""
+            print(f"  {name:<24} {r.kind:<11}{chain}" + (f"  {r.description}" if r.description else ""))
+    if show in ("all", "suites"):
+        print("suites:")
+        for name, s in config.suites.items():
+            print(f"  {name:<8} {len(s.rankers)} rankers × {len(s.datasets)} datasets: {', '.join(s.datasets)}")
+    if show in ("all", "measures"):
+        print("measure sets (any ir_measures string also works, e.g. P@10, Success@10, RR(rel=2)@10):")
+        for name, ms in config.measure_sets.items():
+            print(f"  {name:<8} {', '.join(ms)}")
+        print("dataset conventions:")
+        for c in CONVENTIONS.values():
+            print(f"  {c.name:<8} {', '.join(c.measures)}  ({c.description})")
+    if show in ("all", "kinds"):
+        print("ranker kinds:")
+        for kind, target in sorted(all_kinds().items()):
+            print(f"  {kind:<11} {target}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .data import open_dataset
+
+    config, _ = _load(args)
+    print(f"{config.path}: {len(config.datasets)} datasets, {len(config.rankers)} rankers, "
+          f"{len(config.suites)} suites, {len(config.expected)} published figures: config OK")
+    if args.config_only:
+        return 0
+    for name, spec in config.datasets.items():
+        ds = open_dataset(spec, config.root)
+        ds.validate()
+        if spec.scheme == "local":
+            s = ds.stats()
+            print(f"  {name:<16} OK  {s['queries']} queries, {s['judgments']} judgments"
+                  + (f", {s['docs']} docs" if "docs" in s else "") + (f", runs: {', '.join(ds.run_names())}"
+                                                                      if ds.run_names() else ""))
+        else:
+            print(f"  {name:<16} OK  ir_datasets id exists (not downloaded)")
+    return 0
+
+
+def cmd_seed_irds(args) -> int:
+    from .data import irds_home, seed_irds
+
+    config, _ = _load(args)
+    spec = config.dataset(args.dataset)
+    if spec.scheme != "irds" or not spec.seed_from:
+        raise RankbenchError(f"[datasets.{args.dataset}] must be an irds: source with seed_from = \"<folder>\"")
+    written = seed_irds(spec.location, config.root / spec.seed_from, irds_home())
+    for w in written:
+        print(f"wrote {w}")
+    if not written:
+        print(f"ir_datasets' cache ({irds_home()}) already holds {spec.location}")
+    return 0
+
+
+def cmd_manifest(args) -> int:
+    from .data import write_manifest
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise RankbenchError(f"{folder}: not a folder")
+    print(f"wrote {write_manifest(folder)}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
+            "validate": cmd_validate, "seed-irds": cmd_seed_irds, "manifest": cmd_manifest}
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except RankbenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are saved; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""bench.toml: the experiment matrix, as frozen dataclasses, validated before anything runs.
+
+Unknown keys are errors, every reference (a suite's rankers and datasets, a ranker's first
+stage, an expected figure's cell) must exist, and every ranker's parameters are checked against
+its kind's ``Params`` dataclass.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .data import DatasetSpec
+from .errors import ConfigError, unknown
+from .measures import parse_measures
+from .params import build_params
+
+DEFAULT_CONFIG = "bench.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    k: int = 1000                 # depth of every full-retrieval run
+    seed: int = 42
+    latency_queries: int = 20     # queries timed one at a time, after warm-up
+    latency_warmup: int = 3
+    alpha: float = 0.05           # significance level (paired t-test, Holm-corrected)
+
+
+@dataclass(frozen=True)
+class RankerSpec:
+    name: str
+    kind: str
+    params: Any                   # the kind's Params dataclass instance
+    first_stage: str | None = None
+    depth: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    rankers: tuple[str, ...]
+    datasets: tuple[str, ...]
+    description: str = ""
+    measures: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # dataset -> measures
+    default_measures: tuple[str, ...] | None = None
+    extra_measures: tuple[str, ...] = ()
+    baseline: str | None = None
+    settings: Settings = Settings()
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    effectiveness: float = 0.0005     # absolute tolerance; better than the baseline is OKISH
+    latency: float = 0.5              # relative increase of median latency allowed (same machine)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A published figure a cell must reproduce, with its tolerance and source."""
+
+    ranker: str
+    dataset: str
+    measure: str
+    value: float
+    tolerance: float
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    root: Path
+    settings: Settings
+    measure_sets: Mapping[str, tuple[str, ...]]
+    datasets: Mapping[str, DatasetSpec]
+    rankers: Mapping[str, RankerSpec]
+    suites: Mapping[str, SuiteSpec]
+    check: CheckSettings
+    expected: tuple[Expected, ...]
+
+    def suite(self, name: str) -> SuiteSpec:
+        if name not in self.suites:
+            raise ConfigError(unknown("suite", name, self.suites, str(self.path)))
+        return self.suites[name]
+
+    def ranker(self, name: str) -> RankerSpec:
+        if name not in self.rankers:
+            raise ConfigError(unknown("ranker", name, self.rankers, str(self.path)))
+        return self.rankers[name]
+
+    def dataset(self, name: str) -> DatasetSpec:
+        if name not in self.datasets:
+            raise ConfigError(unknown("dataset", name, self.datasets, str(self.path)))
+        return self.datasets[name]
+
+    def chain(self, ranker: str) -> list[RankerSpec]:
+        """The ranker and its first stages, outermost first."""
+        out, name = [], ranker
+        while name is not None:
+            spec = self.rankers[name]
+            out.append(spec)
+            name = spec.first_stage
+        return out
+
+
+_NAME = __import__("re").compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _name(name: str, where: str) -> str:
+    """Names become file names (results/<suite>/<ranker>__<dataset>.json): keep them plain."""
+    if not _NAME.match(name) or "__" in name:
+        raise ConfigError(f"{where}: name {name!r} may use letters, digits, '-', '_' and '.', "
+                          f"must start with a letter or digit, and may not contain '__'")
+    return name
+
+
+def _keys(table: Mapping, allowed: set[str], where: str) -> None:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: must be a table, found {table!r}")
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(unknown("key", key, allowed, where))
+
+
+def _str_list(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: must be a list of strings, found {value!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where}: lists a name twice")
+    return tuple(value)
+
+
+def _settings(table: Mapping, where: str, base: Settings = Settings()) -> Settings:
+    from .params import build_params as bp
+    import dataclasses
+
+    merged = {**dataclasses.asdict(base), **table}
+    s = bp(Settings, merged, where)
+    if s.k < 1 or s.latency_queries < 0 or s.latency_warmup < 0 or not 0 < s.alpha < 1:
+        raise ConfigError(f"{where}: k >= 1, latency_queries >= 0, latency_warmup >= 0, 0 < alpha < 1")
+    return s
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found (run from the project root or pass --config)")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return parse_config(raw, path)
+
+
+def parse_config(raw: Mapping, path: Path) -> Config:
+    where = str(path)
+    _keys(raw, {"settings", "measures", "datasets", "rankers", "suites", "check", "expected"}, where)
+    settings = _settings(raw.get("settings", {}), f"{where} [settings]")
+
+    measure_sets: dict[str, tuple[str, ...]] = {}
+    for name, ms in raw.get("measures", {}).items():
+        w = f"{where} [measures] {name}"
+        measure_sets[name] = _str_list(ms, w)
+        parse_measures(measure_sets[name], w)
+
+    datasets: dict[str, DatasetSpec] = {}
+    for name, spec in raw.get("datasets", {}).items():
+        w = f"{where} [datasets.{name}]"
+        _name(name, w)
+        if isinstance(spec, str):
+            spec = {"source": spec}
+        _keys(spec, {"source", "split", "conventions", "seed_from", "description"}, w)
+        if "source" not in spec:
+            raise ConfigError(f"{w}: needs source = \"local:PATH\" or \"irds:ID\"")
+        ds = build_params(DatasetSpec, {"name": name, **spec}, w)
+        if ds.scheme not in ("local", "irds") or not ds.location:
+            raise ConfigError(f"{w}: source {ds.source!r} must be \"local:PATH\" or \"irds:ID\"")
+        if ds.seed_from and ds.scheme != "irds":
+            raise ConfigError(f"{w}: seed_from only applies to irds: sources")
+        datasets[name] = ds
+
+    rankers = _parse_rankers(raw.get("rankers", {}), where)
+
+    suites: dict[str, SuiteSpec] = {}
+    for name, table in raw.get("suites", {}).items():
+        w = f"{where} [suites.{name}]"
+        _name(name, w)
+        _keys(table, {"rankers", "datasets", "description", "measures", "extra_measures", "baseline",
+                      "settings"}, w)
+        for key in ("rankers", "datasets"):
+            if key not in table:
+                raise ConfigError(f"{w}: needs {key} = [...]")
+        rs = _str_list(table["rankers"], f"{w} rankers")
+        dss = _str_list(table["datasets"], f"{w} datasets")
+        for r in rs:
+            if r not in rankers:
+                raise ConfigError(unknown("ranker", r, rankers, w))
+        for d in dss:
+            if d not in datasets:
+                raise ConfigError(unknown("dataset", d, datasets, w))
+        per_ds: dict[str, tuple[str, ...]] = {}
+        default = None
+        m = table.get("measures")
+        if m is not None:
+            if isinstance(m, Mapping):
+                for d, v in m.items():
+                    if d not in dss:
+                        raise ConfigError(unknown("dataset of this suite", d, dss, f"{w} measures"))
+                    per_ds[d] = _measure_ref(v, measure_sets, f"{w} measures.{d}")
+            else:
+                default = _measure_ref(m, measure_sets, f"{w} measures")
+        extra = _str_list(table.get("extra_measures", []), f"{w} extra_measures")
+        parse_measures(extra, f"{w} extra_measures")
+        baseline = table.get("baseline")
+        if baseline is not None and baseline not in rs:
+            raise ConfigError(unknown("baseline ranker (it must be one of the suite's rankers)",
+                                      str(baseline), rs, w))
+        suites[name] = SuiteSpec(name=name, rankers=rs, datasets=dss, description=table.get("description", ""),
+                                 measures=per_ds, default_measures=default, extra_measures=extra,
+                                 baseline=baseline,
+                                 settings=_settings(table.get("settings", {}), f"{w} settings", settings))
+
+    check_raw = raw.get("check", {})
+    _keys(check_raw, {"effectiveness", "latency"}, f"{where} [check]")
+    check = build_params(CheckSettings, check_raw, f"{where} [check]")
+
+    expected = []
+    for i, e in enumerate(raw.get("expected", []), 1):
+        w = f"{where} [[expected]] #{i}"
+        _keys(e, {"ranker", "dataset", "measure", "value", "tolerance", "source"}, w)
+        ex = build_params(Expected, e, w)
+        if ex.ranker not in rankers:
+            raise ConfigError(unknown("ranker", ex.ranker, rankers, w))
+        if ex.dataset not in datasets:
+            raise ConfigError(unknown("dataset", ex.dataset, datasets, w))
+        parse_measures([ex.measure], w)
+        expected.append(ex)
+
+    return Config(path=path, root=path.parent.resolve(), settings=settings, measure_sets=measure_sets,
+                  datasets=datasets, rankers=rankers, suites=suites, check=check, expected=tuple(expected))
+
+
+def _measure_ref(value: Any, sets: Mapping[str, tuple[str, ...]], where: str) -> tuple[str, ...]:
+    """A named measure set ("dl") or an explicit list of measure strings."""
+    if isinstance(value, str):
+        if value not in sets:
+            raise ConfigError(unknown("measure set", value, sets, where))
+        return sets[value]
+    ms = _str_list(value, where)
+    parse_measures(ms, where)
+    return ms
+
+
+def _parse_rankers(tables: Mapping, where: str) -> dict[str, RankerSpec]:
+    from rankers import load_kind
+
+    resolved: dict[str, dict] = {}
+
+    def resolve(name: str, seen: tuple[str, ...]) -> dict:
+        if name in resolved:
+            return resolved[name]
+        w = f"{where} [rankers.{name}]"
+        if name in seen:
+            raise ConfigError(f"{w}: extends forms a cycle: {' -> '.join(seen + (name,))}")
+        table = dict(tables[name])
+        parent = table.pop("extends", None)
+        if parent is not None:
+            if parent not in tables:
+                raise ConfigError(unknown("ranker to extend", str(parent), tables, w))
+            base = dict(resolve(parent, seen + (name,)))
+            base.pop("description", None)
+            table = {**base, **table}
+        resolved[name] = table
+        return table
+
+    out: dict[str, RankerSpec] = {}
+    for name in tables:
+        w = f"{where} [rankers.{name}]"
+        _name(name, w)
+        if not isinstance(tables[name], Mapping):
+            raise ConfigError(f"{w}: must be a table")
+        table = dict(resolve(name, ()))
+        if "kind" not in table:
+            raise ConfigError(f"{w}: needs kind = \"...\"")
+        kind = table.pop("kind")
+        first_stage = table.pop("first_stage", None)
+        depth = table.pop("depth", None)
+        description = table.pop("description", "")
+        cls = load_kind(kind, w)
+        params = build_params(cls.Params, table, w)
+        if first_stage is not None:
+            if first_stage not in tables:
+                raise ConfigError(unknown("first_stage ranker", str(first_stage), tables, w))
+            if not cls.reranks:
+                raise ConfigError(f"{w}: kind {kind!r} cannot rerank, so it cannot have a first_stage")
+            if depth is None:
+                depth = 100
+            if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+                raise ConfigError(f"{w}: depth must be a positive integer, found {depth!r}")
+        elif depth is not None:
+            raise ConfigError(f"{w}: depth needs a first_stage to cut")
+        out[name] = RankerSpec(name=name, kind=kind, params=params, first_stage=first_stage,
+                               depth=depth, description=description)
+    for name, spec in out.items():   # first stages must not loop
+        seen, cur = [name], spec.first_stage
+        while cur is not None:
+            if cur in seen:
+                raise ConfigError(f"{where} [rankers.{name}]: first_stage forms a cycle: "
+                                  + " -> ".join(seen + [cur]))
+            seen.append(cur)
+            cur = out[cur].first_stage
+    return out

@@ -1,0 +1,580 @@
+"""Datasets: ``local:`` folders in the BEIR layout and ``irds:`` ids through ir_datasets.
+
+A local folder holds ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv`` and optionally
+``runs/<name>.trec`` (each may be gzipped), an optional ``dataset.toml`` (name, conventions,
+whether it is a reranking set) and an optional ``MANIFEST.tsv`` of sha256 digests that is
+verified whenever a file is read. Every parse error names the file and line.
+
+The queries of a dataset are those of its split: the ones its qrels judge.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+import zipfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from .conventions import Conventions, conventions_for_irds, get_conventions
+from .errors import ConfigError, DataError, unknown
+from .files import atomic_write_bytes, open_text, sha256_file
+from .types import Doc, Qrels, Queries, Run, read_trec_run
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset as bench.toml names it."""
+
+    name: str
+    source: str                      # "local:PATH" or "irds:ID"
+    split: str = "test"              # local: which qrels/<split>.tsv
+    conventions: str | None = None   # overrides the dataset's own
+    seed_from: str | None = None     # irds: a local folder that may seed ir_datasets' cache offline
+    description: str | None = None
+
+    @property
+    def scheme(self) -> str:
+        return self.source.split(":", 1)[0]
+
+    @property
+    def location(self) -> str:
+        return self.source.split(":", 1)[1] if ":" in self.source else ""
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8") + b"\0")
+    return h.hexdigest()
+
+
+class Dataset:
+    """What the harness needs from a dataset. Subclasses load lazily and cache in memory."""
+
+    name: str
+    source: str
+    split: str
+    conventions: Conventions
+    rerank_only: bool = False
+    title: str = ""
+    description: str = ""
+
+    def queries(self) -> Queries:
+        raise NotImplementedError
+
+    def qrels(self) -> Qrels:
+        raise NotImplementedError
+
+    def corpus(self) -> Mapping[str, Doc]:
+        raise NotImplementedError
+
+    def docs(self, ids: Iterable[str]) -> dict[str, Doc]:
+        """Look up documents by id; a missing id is an error naming it."""
+        corpus = self.corpus()
+        out = {}
+        for i in ids:
+            if i not in corpus:
+                raise DataError(f"{self.where}: doc {i!r} is not in the corpus")
+            out[i] = corpus[i]
+        return out
+
+    def run_names(self) -> list[str]:
+        return []
+
+    def load_run(self, name: str) -> Run:
+        raise DataError(unknown("first-stage run", name, self.run_names(), self.where))
+
+    def run_fingerprint(self, name: str) -> str:
+        raise DataError(unknown("first-stage run", name, self.run_names(), self.where))
+
+    def fingerprint(self) -> str:
+        """Changes when anything that affects evaluation changes: data, split, conventions."""
+        raise NotImplementedError
+
+    def corpus_fingerprint(self) -> str:
+        """Changes only when the documents change: indexes and encoded corpora key on it."""
+        raise NotImplementedError
+
+    @property
+    def where(self) -> str:
+        return f"dataset {self.name} ({self.source})"
+
+    def stats(self) -> dict:
+        return {"queries": len(self.queries()), "judgments": sum(len(v) for v in self.qrels().values())}
+
+    def validate(self) -> None:
+        """Parse everything the dataset holds (without running anything)."""
+        self.queries()
+        self.qrels()
+
+
+# ---------------------------------------------------------------------------------------------
+# local: folders
+
+_META_KEYS = {"name", "description", "conventions", "rerank_only", "queries_only", "irds", "terms"}
+
+
+def _find(folder: Path, rel: str) -> Path | None:
+    plain, packed = folder / rel, folder / (rel + ".gz")
+    if plain.exists() and packed.exists():
+        raise DataError(f"{folder}: both {rel} and {rel}.gz exist; keep one")
+    return plain if plain.exists() else packed if packed.exists() else None
+
+
+def read_manifest(folder: Path) -> dict[str, tuple[int, str]] | None:
+    path = folder / "MANIFEST.tsv"
+    if not path.exists():
+        return None
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        if header[:3] != ["path", "bytes", "sha256"]:
+            raise DataError(f"{path}:1: header must start with path<TAB>bytes<TAB>sha256, found {header[:3]}")
+        for n, line in enumerate(f, 2):
+            if not line.strip():
+                continue
+            cols = line.rstrip("\n").split("\t")
+            if len(cols) < 3 or not cols[1].isdigit() or len(cols[2]) != 64:
+                raise DataError(f"{path}:{n}: expected path, byte count and sha256, found {line.strip()[:80]!r}")
+            out[cols[0]] = (int(cols[1]), cols[2])
+    return out
+
+
+def write_manifest(folder: Path) -> Path:
+    """(Re)write MANIFEST.tsv for every data file in a folder (for users adding their own data)."""
+    rows = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name not in ("MANIFEST.tsv", "dataset.toml", "README.md") and not p.name.startswith("."):
+            rows.append(f"{p.relative_to(folder).as_posix()}\t{p.stat().st_size}\t{sha256_file(p)}\n")
+    path = folder / "MANIFEST.tsv"
+    atomic_write_bytes(path, ("path\tbytes\tsha256\n" + "".join(rows)).encode())
+    return path
+
+
+class LocalDataset(Dataset):
+    def __init__(self, spec: DatasetSpec, root: Path):
+        self.name = spec.name
+        self.source = spec.source
+        self.split = spec.split
+        loc = Path(spec.location).expanduser()
+        self.folder = loc if loc.is_absolute() else (root / loc)
+        if not self.folder.is_dir():
+            raise ConfigError(f"[datasets.{spec.name}]: folder {self.folder} not found "
+                              f"(source = {spec.source!r})")
+        self.meta = self._read_meta()
+        conv = spec.conventions or self.meta.get("conventions", "generic")
+        self.conventions = get_conventions(conv, f"[datasets.{spec.name}]")
+        self.rerank_only = bool(self.meta.get("rerank_only", False))
+        self.queries_only = bool(self.meta.get("queries_only", False))
+        self.title = self.meta.get("name", spec.name)
+        self.description = spec.description or self.meta.get("description", "")
+        self.irds_equivalent = self.meta.get("irds")
+        self.manifest = read_manifest(self.folder)
+        self._used: dict[str, str] = {}   # relative path -> sha256, of the files read
+
+    def _read_meta(self) -> dict:
+        path = self.folder / "dataset.toml"
+        if not path.exists():
+            return {}
+        try:
+            meta = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise DataError(f"{path}: {e}") from None
+        for key in meta:
+            if key not in _META_KEYS:
+                raise DataError(f"{path}: " + unknown("key", key, _META_KEYS))
+        return meta
+
+    def file(self, rel: str, required: bool = True) -> Path | None:
+        """The path of a data file, its checksum verified against MANIFEST.tsv if there is one."""
+        path = _find(self.folder, rel)
+        if path is None:
+            if required:
+                raise DataError(f"{self.folder}: missing {rel} (or {rel}.gz), needed by {self.where}")
+            return None
+        key = path.relative_to(self.folder).as_posix()
+        digest = sha256_file(path)
+        if self.manifest is not None:
+            if key not in self.manifest:
+                raise DataError(f"{path}: not listed in {self.folder / 'MANIFEST.tsv'}; "
+                                f"regenerate it with `rankbench manifest {self.folder}`")
+            size, expected = self.manifest[key]
+            if digest != expected or path.stat().st_size != size:
+                raise DataError(f"{path}: sha256 {digest[:12]}... does not match MANIFEST.tsv "
+                                f"({expected[:12]}...): the file was changed or is corrupt")
+        self._used[key] = digest
+        return path
+
+    # -- parsing ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _jsonl(path: Path, kind: str, need_text: bool) -> Iterable[tuple[int, dict]]:
+        with open_text(path) as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
+                if not isinstance(obj, dict):
+                    raise DataError(f"{path}:{n}: each line must be a JSON object, found {type(obj).__name__}")
+                if "_id" not in obj:
+                    raise DataError(f"{path}:{n}: {kind} has no \"_id\"")
+                if not isinstance(obj["_id"], (str, int)) or str(obj["_id"]).strip() == "":
+                    raise DataError(f"{path}:{n}: \"_id\" must be a non-empty string, found {obj['_id']!r}")
+                if need_text and not isinstance(obj.get("text"), str):
+                    raise DataError(f"{path}:{n}: {kind} {obj['_id']!r} needs a string \"text\"")
+                if "title" in obj and obj["title"] is not None and not isinstance(obj["title"], str):
+                    raise DataError(f"{path}:{n}: \"title\" must be a string")
+                yield n, obj
+
+    @cached_property
+    def _all_queries(self) -> dict[str, tuple[str, int]]:
+        path = self.file("queries.jsonl")
+        out: dict[str, tuple[str, int]] = {}
+        for n, obj in self._jsonl(path, "query", need_text=True):
+            qid = str(obj["_id"])
+            if qid in out:
+                raise DataError(f"{path}:{n}: duplicate query id {qid!r} (first on line {out[qid][1]})")
+            out[qid] = (obj["text"], n)
+        return out
+
+    @cached_property
+    def _qrels(self) -> Qrels:
+        rel = f"qrels/{self.split}.tsv"
+        path = self.file(rel)
+        qrels: Qrels = {}
+        with open_text(path) as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                cols = line.rstrip("\r\n").split("\t")
+                if n == 1 and cols[0] in ("query-id", "qid", "query_id"):
+                    continue
+                if len(cols) == 4:   # TREC qrels: qid iteration docid rel
+                    cols = [cols[0], cols[2], cols[3]]
+                if len(cols) != 3:
+                    raise DataError(f"{path}:{n}: expected query-id<TAB>corpus-id<TAB>score, "
+                                    f"found {len(cols)} columns: {line.strip()[:80]!r}")
+                qid, docid, grade = cols
+                try:
+                    value = int(grade)
+                except ValueError:
+                    raise DataError(f"{path}:{n}: relevance must be an integer, found {grade!r}") from None
+                docs = qrels.setdefault(qid, {})
+                if docid in docs and docs[docid] != value:
+                    raise DataError(f"{path}:{n}: query {qid!r} doc {docid!r} judged twice "
+                                    f"({docs[docid]} and {value})")
+                docs[docid] = value
+        if not qrels:
+            raise DataError(f"{path}: no judgments")
+        return qrels
+
+    def qrels(self) -> Qrels:
+        return self._qrels
+
+    @cached_property
+    def _queries(self) -> Queries:
+        allq = self._all_queries
+        qpath = _find(self.folder, "queries.jsonl")
+        out: Queries = {}
+        for qid in self._qrels:
+            if qid not in allq:
+                raise DataError(f"{self.folder}/qrels/{self.split}.tsv: query {qid!r} is judged "
+                                f"but has no text in {qpath.name}")
+            text, line = allq[qid]
+            if not text.strip():
+                raise DataError(f"{qpath}:{line}: query {qid!r} is empty")
+            out[qid] = text
+        return dict(sorted(out.items()))
+
+    def queries(self) -> Queries:
+        return self._queries
+
+    def all_queries(self) -> Queries:
+        """Every query in queries.jsonl, of every split."""
+        return {qid: text for qid, (text, _) in self._all_queries.items()}
+
+    @cached_property
+    def _corpus(self) -> dict[str, Doc]:
+        if self.queries_only:
+            raise DataError(f"{self.where} ships queries and qrels only, no corpus: "
+                            f"rankers that read documents cannot run on it")
+        path = self.file("corpus.jsonl")
+        out: dict[str, Doc] = {}
+        lines: dict[str, int] = {}
+        for n, obj in self._jsonl(path, "document", need_text=True):
+            did = str(obj["_id"])
+            if did in out:
+                raise DataError(f"{path}:{n}: duplicate document id {did!r} (first on line {lines[did]})")
+            out[did] = Doc(obj.get("title") or "", obj["text"])
+            lines[did] = n
+        if not out:
+            raise DataError(f"{path}: no documents")
+        return out
+
+    def corpus(self) -> Mapping[str, Doc]:
+        return self._corpus
+
+    def run_names(self) -> list[str]:
+        runs = self.folder / "runs"
+        if not runs.is_dir():
+            return []
+        names = set()
+        for p in runs.iterdir():
+            n = p.name
+            for suffix in (".trec.gz", ".trec"):
+                if n.endswith(suffix):
+                    names.add(n[: -len(suffix)])
+        return sorted(names)
+
+    def load_run(self, name: str) -> Run:
+        if name not in self.run_names():
+            raise DataError(unknown("first-stage run", name, self.run_names(), self.where))
+        path = self.file(f"runs/{name}.trec")
+        run = read_trec_run(path, restrict_to=self.queries())
+        if not self.queries_only:
+            corpus = self.corpus()
+            for qid, docs in run.items():
+                for d in docs:
+                    if d not in corpus:
+                        raise DataError(f"{path}: query {qid!r} ranks doc {d!r}, which is not in the corpus")
+        return run
+
+    def _digest_of(self, rels: Iterable[str]) -> str:
+        parts = []
+        for rel in rels:
+            path = self.file(rel, required=False)
+            if path is not None:
+                parts.append(f"{path.relative_to(self.folder).as_posix()}={sha256_file(path)}")
+        return _digest(*parts)
+
+    def corpus_fingerprint(self) -> str:
+        return _digest("local-corpus", self._digest_of(["corpus.jsonl"]))
+
+    def fingerprint(self) -> str:
+        return _digest("local", self.split, self.conventions.name,
+                       self._digest_of(["corpus.jsonl", "queries.jsonl", f"qrels/{self.split}.tsv"]))
+
+    def run_fingerprint(self, name: str) -> str:
+        return self._digest_of([f"runs/{name}.trec"])
+
+    def stats(self) -> dict:
+        s = super().stats()
+        if not self.queries_only:
+            s["docs"] = len(self.corpus())
+        return s
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.queries_only:
+            self.corpus()
+        for name in self.run_names():
+            self.load_run(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# irds: ids
+
+def irds_home() -> Path:
+    """ir_datasets' home: $IR_DATASETS_HOME if set, else a folder in rankbench's home.
+
+    ir_datasets creates some 18 folders there when imported, so it never defaults to ~.
+    """
+    from .cache import rankbench_home
+
+    return Path(os.environ.get("IR_DATASETS_HOME") or (rankbench_home() / "ir_datasets"))
+
+
+def _import_ir_datasets():
+    os.environ.setdefault("IR_DATASETS_HOME", str(irds_home()))
+    try:
+        import ir_datasets
+    except ImportError:
+        raise ConfigError("irds: datasets need ir_datasets: pip install 'rankbench[irds]'") from None
+    return ir_datasets
+
+
+class IrdsDataset(Dataset):
+    def __init__(self, spec: DatasetSpec, root: Path):
+        self.name = spec.name
+        self.source = spec.source
+        self.irds_id = spec.location
+        self.split = self.irds_id.rsplit("/", 1)[-1]
+        self.conventions = get_conventions(spec.conventions or conventions_for_irds(self.irds_id),
+                                           f"[datasets.{spec.name}]")
+        self.title = self.irds_id
+        self.description = spec.description or f"ir_datasets {self.irds_id}"
+        self.seed_from = (root / spec.seed_from) if spec.seed_from else None
+        self.seeded: list[str] = []
+
+    @cached_property
+    def _ds(self):
+        ir_datasets = _import_ir_datasets()
+        if self.irds_id not in ir_datasets.registry:
+            raise ConfigError(f"[datasets.{self.name}]: " + unknown("ir_datasets id", self.irds_id,
+                              [k for k in ir_datasets.registry if k.split("/")[0] == self.irds_id.split("/")[0]]))
+        if self.seed_from is not None:
+            self.seeded = seed_irds(self.irds_id, self.seed_from, irds_home())
+        return ir_datasets.load(self.irds_id)
+
+    def _call(self, what: str, fn):
+        try:
+            return fn()
+        except Exception as e:   # ir_datasets raises requests/OS errors when it cannot download
+            hint = ""
+            if self.seed_from is None:
+                hint = (" Offline? ir_datasets reads files already at its cache paths: set seed_from "
+                        "= \"<local copy>\" on this dataset in bench.toml, or run `rankbench seed-irds`.")
+            raise DataError(f"{self.where}: ir_datasets could not provide the {what}: "
+                            f"{type(e).__name__}: {str(e)[:300]}.{hint}") from None
+
+    @cached_property
+    def _qrels(self) -> Qrels:
+        ds = self._ds
+        if not ds.has_qrels():
+            raise DataError(f"{self.where}: has no qrels")
+        qrels: Qrels = {}
+        for q in self._call("qrels", lambda: list(ds.qrels_iter())):
+            qrels.setdefault(q.query_id, {})[q.doc_id] = int(q.relevance)
+        return qrels
+
+    def qrels(self) -> Qrels:
+        return self._qrels
+
+    @cached_property
+    def _queries(self) -> Queries:
+        ds = self._ds
+        judged = self._qrels
+        out = {}
+        for q in self._call("queries", lambda: list(ds.queries_iter())):
+            if q.query_id in judged:
+                text = getattr(q, "text", None)
+                out[q.query_id] = text if isinstance(text, str) else q.default_text()
+        missing = sorted(set(judged) - set(out))
+        if missing:
+            raise DataError(f"{self.where}: {len(missing)} judged queries have no text, e.g. {missing[0]!r}")
+        empty = [q for q, t in out.items() if not t.strip()]
+        if empty:
+            raise DataError(f"{self.where}: query {empty[0]!r} is empty")
+        return dict(sorted(out.items()))
+
+    def queries(self) -> Queries:
+        return self._queries
+
+    @staticmethod
+    def _doc(d) -> Doc:
+        title = getattr(d, "title", "") or ""
+        text = getattr(d, "text", None)
+        return Doc(title, text if isinstance(text, str) else d.default_text())
+
+    @cached_property
+    def _corpus(self) -> dict[str, Doc]:
+        ds = self._ds
+        return self._call("documents", lambda: {d.doc_id: self._doc(d) for d in ds.docs_iter()})
+
+    def corpus(self) -> Mapping[str, Doc]:
+        return self._corpus
+
+    def docs(self, ids: Iterable[str]) -> dict[str, Doc]:
+        if "_corpus" in self.__dict__:
+            return super().docs(ids)
+        ids = list(ids)
+        store = self._call("document store", lambda: self._ds.docs_store())
+        found = self._call("documents", lambda: store.get_many(ids))
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise DataError(f"{self.where}: doc {missing[0]!r} is not in the corpus")
+        return {i: self._doc(found[i]) for i in ids}
+
+    def _docs_owner(self) -> str:
+        parts = self.irds_id.split("/")
+        return "/".join(parts[:2]) if parts[0] == "beir" else parts[0]
+
+    def corpus_fingerprint(self) -> str:
+        import ir_datasets
+
+        return _digest("irds-corpus", self._docs_owner(), ir_datasets.__version__)
+
+    def fingerprint(self) -> str:
+        import ir_datasets
+
+        content = json.dumps([self.queries(), self.qrels()], sort_keys=True)
+        return _digest("irds", self.irds_id, ir_datasets.__version__, self.conventions.name,
+                       hashlib.sha256(content.encode()).hexdigest())
+
+    def stats(self) -> dict:
+        return super().stats()
+
+    def validate(self) -> None:
+        self._ds   # the id exists; nothing is downloaded
+
+
+# ---------------------------------------------------------------------------------------------
+# seeding ir_datasets' cache from a shipped copy (offline)
+
+def seed_irds(irds_id: str, local: Path, home: Path) -> list[str]:
+    """Place a local copy's files where ir_datasets looks for its downloads; returns what was written.
+
+    ir_datasets uses a file already at its cache path without downloading (and without checking
+    it), so the copy must be the real data: the shipped folders are verified against their
+    MANIFEST.tsv first. Existing files are never overwritten. Supported: beir/<name>[/<split>]
+    (corpus, queries, all qrels, as the BEIR zip holds them) and the queries and qrels of
+    msmarco-passage/trec-dl-2019, trec-dl-2020 and dev/small. The MS MARCO passage collection
+    itself (8.8M passages) is not shipped, so its documents stay unavailable offline.
+    """
+    spec = DatasetSpec(name=f"seed:{irds_id}", source=f"local:{local}")
+    src = LocalDataset(spec, Path("/"))
+    written: list[str] = []
+    parts = irds_id.split("/")
+    if parts[0] == "beir" and len(parts) >= 2:
+        name = parts[1]
+        target = home / "beir" / name / "source.zip"
+        if not target.exists():
+            members = {"corpus.jsonl": src.file("corpus.jsonl"), "queries.jsonl": src.file("queries.jsonl")}
+            for p in sorted((src.folder / "qrels").iterdir()):
+                split = p.name.split(".")[0]
+                members[f"qrels/{split}.tsv"] = src.file(f"qrels/{split}.tsv")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".zip.tmp")
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+                for arc, path in members.items():
+                    with open_text(path) as f:
+                        z.writestr(f"{name}/{arc}", f.read().encode("utf-8"))
+            os.replace(tmp, target)
+            written.append(str(target))
+        return written
+    msmarco = {
+        "msmarco-passage/trec-dl-2019": "trec-dl-2019",
+        "msmarco-passage/trec-dl-2020": "trec-dl-2020",
+        "msmarco-passage/dev/small": "dev/small",
+    }
+    for prefix, sub in msmarco.items():
+        if irds_id == prefix or irds_id.startswith(prefix + "/"):
+            base = home / "msmarco-passage" / sub
+            queries = base / "queries.tsv"
+            qrels = base / "qrels"
+            if not queries.exists():
+                text = "".join(f"{q}\t{t}\n" for q, t in src.all_queries().items())
+                atomic_write_bytes(queries, text.encode("utf-8"))
+                written.append(str(queries))
+            if not qrels.exists():
+                lines = [f"{q} 0 {d} {r}\n" for q, docs in src.qrels().items() for d, r in docs.items()]
+                atomic_write_bytes(qrels, "".join(lines).encode("utf-8"))
+                written.append(str(qrels))
+            return written
+    raise DataError(f"seeding ir_datasets for {irds_id!r} is not supported; supported: beir/<name>, "
+                    + ", ".join(msmarco))
+
+
+def open_dataset(spec: DatasetSpec, root: Path) -> Dataset:
+    if spec.scheme == "local":
+        return LocalDataset(spec, root)
+    if spec.scheme == "irds":
+        return IrdsDataset(spec, root)
+    raise ConfigError(f"[datasets.{spec.name}]: source {spec.source!r} must start with local: or irds:")

@@ -1,0 +1,353 @@
+"""Run a suite: every (ranker, dataset) cell of bench.toml, cached by content and resumable.
+
+A cell's run is cached under a fingerprint of its whole ranker chain (kind, parameters, model
+hashes, first stage and depth), the dataset's files, the depth k and the code version. Each
+finished cell's result JSON is written at once (atomically), so an interrupted suite loses no
+finished cell and a re-run only does what is missing or changed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import CODE_VERSION
+from .cache import Cache, fingerprint
+from .config import Config, Settings, SuiteSpec
+from .data import Dataset, open_dataset
+from .errors import RankbenchError
+from .files import atomic_write_text
+from .measures import evaluate
+from .memory import PeakMemory
+from .provenance import provenance
+from .types import Run, drop_self_hits, read_trec_run, top_k, write_trec_run
+
+RESULT_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    ranker: str
+    dataset: str
+    status: str            # ran | cached-run | up-to-date | n/a | error
+    message: str = ""
+    seconds: float = 0.0
+
+
+def result_path(reports: Path, suite: str, ranker: str, dataset: str) -> Path:
+    return reports / "results" / suite / f"{ranker}__{dataset}.json"
+
+
+def reproduce_command(suite: str, ranker: str, dataset: str) -> str:
+    return f"rankbench run {suite} --ranker {ranker} --dataset {dataset}"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), without importing numpy."""
+    xs = sorted(values)
+    if not xs:
+        return float("nan")
+    pos = (len(xs) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+class ContractError(RuntimeError):
+    pass
+
+
+def check_run(run: Run, queries: Iterable[str], candidates: Run | None, k: int, who: str) -> None:
+    """What every ranker's output must satisfy; a violation is a bug in the ranker."""
+    qset = set(queries)
+    for qid, docs in run.items():
+        if qid not in qset:
+            raise ContractError(f"{who} returned query {qid!r}, which it was not asked")
+        if not isinstance(docs, dict):
+            raise ContractError(f"{who}: query {qid!r} maps to {type(docs).__name__}, not dict")
+        if len(docs) > k:
+            raise ContractError(f"{who}: query {qid!r} has {len(docs)} docs, more than k={k}")
+        allowed = candidates.get(qid, {}) if candidates is not None else None
+        for d, s in docs.items():
+            if not isinstance(d, str) or not isinstance(s, float) or not math.isfinite(s):
+                raise ContractError(f"{who}: query {qid!r} doc {d!r} has score {s!r} (need a finite float)")
+            if allowed is not None and d not in allowed:
+                raise ContractError(f"{who}: reranking query {qid!r} returned doc {d!r}, "
+                                    f"which is not among its candidates")
+
+
+class Runner:
+    def __init__(self, config: Config, reports: Path, cache: Cache | None = None, progress: bool = True,
+                 force: bool = False, threads: int = 0, log: Callable[[str], None] | None = None):
+        from rankers.base import Context
+
+        self.config = config
+        self.reports = Path(reports)
+        self.cache = cache or Cache()
+        self.force = force
+        self.ctx = Context(cache=self.cache, seed=config.settings.seed, progress=progress, threads=threads)
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self._instances: dict[str, object] = {}
+        self._datasets: dict[str, Dataset] = {}
+        self._prepared: set[tuple[str, str]] = set()
+        self._provenance: dict | None = None
+
+    # -- building blocks -------------------------------------------------------------------------
+
+    def dataset(self, name: str) -> Dataset:
+        if name not in self._datasets:
+            self._datasets[name] = open_dataset(self.config.dataset(name), self.config.root)
+        return self._datasets[name]
+
+    def instance(self, name: str):
+        if name not in self._instances:
+            from rankers import load_kind
+
+            spec = self.config.ranker(name)
+            cls = load_kind(spec.kind, f"[rankers.{name}]")
+            self._instances[name] = cls(name, spec.params, self.ctx)
+        return self._instances[name]
+
+    def measures_for(self, suite: SuiteSpec, ds_name: str) -> list[str]:
+        dataset = self.dataset(ds_name)
+        base = suite.measures.get(ds_name) or suite.default_measures or dataset.conventions.measures
+        return list(dict.fromkeys(tuple(base) + tuple(suite.extra_measures)))
+
+    def applicability(self, ranker: str, dataset: Dataset) -> str | None:
+        spec = self.config.ranker(ranker)
+        reason = self.instance(ranker).applies_to(dataset, reranking=spec.first_stage is not None)
+        if reason is None and spec.first_stage is not None:
+            inner = self.applicability(spec.first_stage, dataset)
+            if inner is not None:
+                reason = f"first stage {spec.first_stage}: {inner}"
+        return reason
+
+    def chain_fingerprint(self, ranker: str, dataset: Dataset) -> str:
+        spec = self.config.ranker(ranker)
+        inputs = self.instance(ranker).fingerprint_inputs(dataset)
+        if spec.first_stage is not None:
+            inputs = {"stage": inputs, "depth": spec.depth,
+                      "first_stage": self.chain_fingerprint(spec.first_stage, dataset)}
+        return fingerprint(inputs)
+
+    def run_key(self, ranker: str, dataset: Dataset, k: int) -> str:
+        return fingerprint({"chain": self.chain_fingerprint(ranker, dataset), "dataset": dataset.fingerprint(),
+                            "k": k, "code": CODE_VERSION})
+
+    def _first_stage_k(self, depth: int, settings: Settings) -> int:
+        return max(depth, settings.k)
+
+    def prepare(self, ranker: str, dataset: Dataset) -> float:
+        """Prepare a ranker (and its first stages) for a dataset once; returns seconds spent."""
+        spec = self.config.ranker(ranker)
+        spent = 0.0
+        if spec.first_stage is not None:
+            spent += self.prepare(spec.first_stage, dataset)
+        if (ranker, dataset.name) not in self._prepared:
+            t0 = time.perf_counter()
+            self.instance(ranker).prepare(dataset, reranking=spec.first_stage is not None)
+            spent += time.perf_counter() - t0
+            self._prepared.add((ranker, dataset.name))
+        return spent
+
+    def live_rank(self, ranker: str, dataset: Dataset, queries: dict[str, str], k: int, settings: Settings) -> Run:
+        """Rank through the whole chain, nothing cached: what serving one request costs."""
+        spec = self.config.ranker(ranker)
+        candidates = None
+        if spec.first_stage is not None:
+            first = self.live_rank(spec.first_stage, dataset, queries,
+                                   self._first_stage_k(spec.depth, settings), settings)
+            candidates = top_k(first, spec.depth)
+        return self.instance(ranker).rank(queries, candidates, k)
+
+    # -- runs --------------------------------------------------------------------------------------
+
+    def get_run(self, ranker: str, dataset: Dataset, k: int, settings: Settings) -> tuple[Run, dict, str]:
+        """The ranker's run on the dataset (cached or computed now), its efficiency, and how."""
+        key = self.run_key(ranker, dataset, k)
+        hit = None if self.force else self.cache.get("runs", key)
+        if hit is not None:
+            entry = json.loads((hit / "entry.json").read_text())
+            run = read_trec_run(hit / "run.trec.gz")
+            return run, entry["efficiency"], "cached-run"
+        spec = self.config.ranker(ranker)
+        inst = self.instance(ranker)
+        queries = dataset.queries()
+        candidates, first_eff = None, None
+        if spec.first_stage is not None:
+            first_run, first_eff, _ = self.get_run(spec.first_stage, dataset,
+                                                   self._first_stage_k(spec.depth, settings), settings)
+            candidates = top_k(first_run, spec.depth)
+        with PeakMemory() as mem:
+            prepare_s = self.prepare(ranker, dataset)
+            t0 = time.perf_counter()
+            run = inst.rank(queries, candidates, k)
+            rank_s = time.perf_counter() - t0
+            check_run(run, queries, candidates, k, f"ranker {ranker} ({spec.kind})")
+            latency = None
+            if not inst.precomputed and settings.latency_queries > 0:
+                latency = self.measure_latency(ranker, dataset, k, settings)
+        fp = inst.footprint()
+        n = len(queries)
+        eff = {
+            "device": fp.device,
+            "cpu_threads": self.ctx.threads or os.cpu_count(),
+            "precomputed": inst.precomputed,
+            "queries": n,
+            "prepare_s": round(prepare_s, 3),
+            "index_build_s": fp.build_seconds,
+            "rank_s": round(rank_s, 4),
+            "qps": None if inst.precomputed else round(n / rank_s, 3) if rank_s > 0 else None,
+            "latency_ms": latency,
+            "index_bytes": fp.index_bytes,
+            "model_bytes": fp.model_bytes,
+            "params": fp.params,
+            "dtype": fp.dtype,
+            **mem.as_dict(),
+        }
+        if candidates is not None:
+            pairs = sum(len(v) for v in candidates.values())
+            eff["pairs"] = pairs
+            eff["pairs_per_s"] = round(pairs / rank_s, 2) if rank_s > 0 else None
+            first_s = 0.0 if first_eff.get("precomputed") else first_eff.get("pipeline_rank_s", first_eff["rank_s"])
+            eff["first_stage"] = {"ranker": spec.first_stage, "depth": spec.depth,
+                                  "precomputed": bool(first_eff.get("precomputed")),
+                                  "rank_s": first_eff["rank_s"]}
+            eff["pipeline_rank_s"] = round(first_s + rank_s, 4)
+            eff["pipeline_qps"] = round(n / (first_s + rank_s), 3) if (first_s + rank_s) > 0 else None
+        describe = {"what": "run", "ranker": ranker, "dataset": dataset.name, "k": k, "efficiency": eff}
+        with self.cache.build("runs", key, describe) as folder:
+            write_trec_run(run, folder / "run.trec.gz", tag=ranker)
+        # read back what was stored, so a fresh run and a cached one evaluate the same bytes
+        return read_trec_run(self.cache.path("runs", key) / "run.trec.gz"), eff, "ran"
+
+    def measure_latency(self, ranker: str, dataset: Dataset, k: int, settings: Settings) -> dict:
+        """Per-query latency: queries ranked one at a time through the whole chain, after warm-up."""
+        import random
+
+        queries = dataset.queries()
+        qids = sorted(queries)
+        rng = random.Random(settings.seed)
+        sample = rng.sample(qids, min(settings.latency_queries, len(qids)))
+        for qid in sample[: settings.latency_warmup]:
+            self.live_rank(ranker, dataset, {qid: queries[qid]}, k, settings)
+        times = []
+        for qid in sample:
+            t0 = time.perf_counter()
+            self.live_rank(ranker, dataset, {qid: queries[qid]}, k, settings)
+            times.append((time.perf_counter() - t0) * 1000)
+        scope = "end to end"
+        chain = self.config.chain(ranker)
+        if len(chain) > 1 and all(self.instance(s.name).precomputed for s in chain[1:]):
+            scope = "rerank stage (first stage is a precomputed run)"
+        return {"p50": round(percentile(times, 50), 3), "p95": round(percentile(times, 95), 3),
+                "p99": round(percentile(times, 99), 3), "mean": round(sum(times) / len(times), 3),
+                "n": len(times), "warmup": min(settings.latency_warmup, len(sample)), "scope": scope}
+
+    # -- cells -------------------------------------------------------------------------------------
+
+    def provenance(self) -> dict:
+        if self._provenance is None:
+            self._provenance = provenance(self.config.root)
+        return self._provenance
+
+    def run_cell(self, suite: SuiteSpec, ranker: str, ds_name: str) -> CellOutcome:
+        t0 = time.perf_counter()
+        path = result_path(self.reports, suite.name, ranker, ds_name)
+        dataset = self.dataset(ds_name)
+        settings = suite.settings
+        spec = self.config.ranker(ranker)
+        reason = self.applicability(ranker, dataset)
+        base = {"schema": RESULT_SCHEMA, "suite": suite.name, "ranker": ranker, "dataset": ds_name}
+        if reason is not None:
+            atomic_write_text(path, json.dumps({**base, "status": "n/a", "reason": reason}, indent=1) + "\n")
+            return CellOutcome(ranker, ds_name, "n/a", reason)
+        measures = self.measures_for(suite, ds_name)
+        key = self.run_key(ranker, dataset, settings.k)
+        if path.exists() and not self.force:
+            try:
+                old = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                old = {}
+            if (old.get("status") == "ok" and old.get("fingerprints", {}).get("cell") == key
+                    and list(old.get("measures", {}).get("aggregate", {})) == measures):
+                return CellOutcome(ranker, ds_name, "up-to-date", "", time.perf_counter() - t0)
+        run, eff, how = self.get_run(ranker, dataset, settings.k, settings)
+        if dataset.conventions.drop_self_hits:
+            run = drop_self_hits(run)
+        ev = evaluate(run, dataset.qrels(), measures)
+        result = {
+            **base,
+            "status": "ok",
+            "description": spec.description,
+            "ranker_config": {"kind": spec.kind, "params": _params(spec.params),
+                              "first_stage": spec.first_stage, "depth": spec.depth},
+            "dataset_info": {"source": dataset.source, "split": dataset.split, "title": dataset.title,
+                             "conventions": dataset.conventions.name, "queries": len(dataset.queries()),
+                             "rerank_only": dataset.rerank_only,
+                             **({"irds_seeded_from": str(self.config.dataset(ds_name).seed_from)}
+                                if self.config.dataset(ds_name).seed_from else {})},
+            "k": settings.k,
+            "measures": {"aggregate": ev.aggregate, "per_query": ev.per_query},
+            "efficiency": eff,
+            "fingerprints": {"cell": key, "ranker": self.chain_fingerprint(ranker, dataset),
+                             "dataset": dataset.fingerprint()},
+            "provenance": self.provenance(),
+            "command": reproduce_command(suite.name, ranker, ds_name),
+        }
+        atomic_write_text(path, json.dumps(result, indent=1, sort_keys=False) + "\n")
+        first = measures[0]
+        return CellOutcome(ranker, ds_name, how, f"{first}={ev.aggregate[first]:.4f}", time.perf_counter() - t0)
+
+    def run_suite(self, suite_name: str, rankers: Iterable[str] | None = None,
+                  datasets: Iterable[str] | None = None) -> list[CellOutcome]:
+        suite = self.config.suite(suite_name)
+        only_r = _subset(rankers, suite.rankers, "ranker", suite_name)
+        only_d = _subset(datasets, suite.datasets, "dataset", suite_name)
+        cells = [(r, d) for d in only_d for r in only_r]
+        outcomes = []
+        for i, (r, d) in enumerate(cells, 1):
+            prefix = f"[{suite_name} {i}/{len(cells)}] {r} on {d}"
+            self.log(f"{prefix} ...")
+            try:
+                out = self.run_cell(suite, r, d)
+            except RankbenchError as e:
+                out = CellOutcome(r, d, "error", str(e))
+            except Exception as e:   # a bug in one cell must not cost the others
+                out = CellOutcome(r, d, "error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+            outcomes.append(out)
+            detail = f": {out.message}" if out.message else ""
+            self.log(f"{prefix}: {out.status} ({out.seconds:.1f} s){detail}")
+            if i < len(cells) and cells[i][1] != d:
+                self._release(d)
+        return outcomes
+
+    def _release(self, ds_name: str) -> None:
+        """Free what rankers hold for a dataset once the suite has moved past it."""
+        for name, inst in self._instances.items():
+            if (name, ds_name) in self._prepared:
+                inst.close()
+                self._prepared.discard((name, ds_name))
+
+
+def _params(params) -> dict:
+    from .params import as_dict
+
+    return as_dict(params)
+
+
+def _subset(chosen: Iterable[str] | None, available: tuple[str, ...], what: str, suite: str) -> list[str]:
+    from .errors import ConfigError, unknown
+
+    if not chosen:
+        return list(available)
+    chosen = list(chosen)
+    for c in chosen:
+        if c not in available:
+            raise ConfigError(unknown(f"{what} of suite {suite}", c, available))
+    return [a for a in available if a in chosen]

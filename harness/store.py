@@ -1,0 +1,57 @@
+"""Reading the committed results: one JSON per (suite, ranker, dataset) cell under reports/."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config, SuiteSpec
+from .errors import DataError
+from .runner import result_path
+
+
+@dataclass(frozen=True)
+class SuiteResults:
+    suite: SuiteSpec
+    cells: dict[tuple[str, str], dict]      # (ranker, dataset) -> result JSON; absent = not run
+    orphans: tuple[Path, ...]               # result files of cells the suite no longer has
+
+    def ok(self, ranker: str, dataset: str) -> dict | None:
+        r = self.cells.get((ranker, dataset))
+        return r if r and r.get("status") == "ok" else None
+
+
+def load_results(config: Config, reports: Path, suite_name: str) -> SuiteResults:
+    suite = config.suite(suite_name)
+    cells = {}
+    for d in suite.datasets:
+        for r in suite.rankers:
+            path = result_path(reports, suite_name, r, d)
+            if path.exists():
+                try:
+                    cells[(r, d)] = json.loads(path.read_text(encoding="utf-8"))
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    folder = reports / "results" / suite_name
+    expected = {result_path(reports, suite_name, r, d).name for r in suite.rankers for d in suite.datasets}
+    orphans = tuple(sorted(p for p in folder.glob("*.json") if p.name not in expected)) if folder.is_dir() else ()
+    return SuiteResults(suite, cells, orphans)
+
+
+def results_frame(config: Config, reports: Path, suite_name: str, per_query: bool = False):
+    """The suite's results as a pandas DataFrame (one row per cell and measure, or per query)."""
+    import pandas as pd
+
+    res = load_results(config, reports, suite_name)
+    rows = []
+    for (r, d), cell in res.cells.items():
+        if cell.get("status") != "ok":
+            continue
+        if per_query:
+            for m, values in cell["measures"]["per_query"].items():
+                rows += [{"ranker": r, "dataset": d, "measure": m, "query": q, "value": v}
+                         for q, v in values.items()]
+        else:
+            rows += [{"ranker": r, "dataset": d, "measure": m, "value": v}
+                     for m, v in cell["measures"]["aggregate"].items()]
+    return pd.DataFrame(rows)

@@ -1,0 +1,43 @@
+"""Ranker kinds. The registry maps a kind name to a lazy "module:Class" string, so nothing heavy
+is imported until a ranker of that kind is built.
+
+Third-party rankers: name the class directly (``kind = "mypkg.rankers:MyRanker"``) or register it
+under the ``rankbench.rankers`` entry-point group.
+"""
+from __future__ import annotations
+
+import importlib
+
+KINDS: dict[str, str] = {
+    "bm25": "rankers.bm25:BM25",
+    "bi-encoder": "rankers.biencoder:BiEncoder",
+    "run": "rankers.runfile:RunFile",
+    "oracle": "rankers.sanity:Oracle",
+    "random": "rankers.sanity:Random",
+}
+
+
+def _entry_points() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group="rankbench.rankers")}
+
+
+def all_kinds() -> dict[str, str]:
+    return {**_entry_points(), **KINDS}
+
+
+def load_kind(kind: str, where: str = ""):
+    """The Ranker class for a kind name or a "module:Class" path."""
+    from harness.errors import ConfigError, unknown
+
+    kinds = all_kinds()
+    target = kinds.get(kind) or (kind if ":" in kind else None)
+    if target is None:
+        raise ConfigError(unknown("ranker kind", kind, kinds, where))
+    module, _, cls = target.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"{where}: cannot load ranker kind {kind!r} from {target!r}: {e}") from None
+    return obj

@@ -1,0 +1,212 @@
+"""Bi-encoder on sentence-transformers: exact cosine search by default, FAISS HNSW as an option.
+
+Documents are encoded as BEIR and MTEB do (title + " " + text, truncated at the model's
+max_seq_length unless ``max_length`` says otherwise). The encoded corpus is cached by content
+(model file hashes, corpus hash, encoding settings). Reranking encodes only the candidates.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal, Mapping
+
+from harness.types import Run, ranked
+
+from ._models import resolve_model
+from .base import Footprint, Ranker, require
+
+
+@dataclass(frozen=True)
+class BiEncoderParams:
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    max_length: int | None = None        # None: the model's own max_seq_length
+    query_prefix: str = ""
+    doc_prefix: str = ""
+    normalize: bool = True               # cosine similarity
+    index: Literal["exact", "hnsw"] = "exact"
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 256
+    batch_size: int = 64
+    device: str = "cpu"
+    threads: int = 0
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, device: str, max_length: int | None):
+    from harness.net import is_offline
+
+    is_offline()          # sets HF_HUB_OFFLINE before the hub library is imported, when offline
+    require("sentence_transformers", "dense", "the bi-encoder")
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(path, device=device)
+    if max_length is not None:
+        model.max_seq_length = max_length
+    model.eval()
+    return model
+
+
+class BiEncoder(Ranker):
+    kind = "bi-encoder"
+    VERSION = 1
+    Params = BiEncoderParams
+    OPERATIONAL = frozenset({"batch_size", "threads"})
+    reranks = True
+
+    def __init__(self, name, params, ctx):
+        super().__init__(name, params, ctx)
+        self._resolved = None
+        self._emb = None
+        self._faiss = None
+        self._index_dir = None
+        self._enc_entry = {}
+
+    @property
+    def resolved(self):
+        if self._resolved is None:
+            self._resolved = resolve_model(self.params.model)
+        return self._resolved
+
+    def model_identity(self) -> dict:
+        return self.resolved.identity()
+
+    def _params_for_index(self) -> dict:
+        p = self.params
+        return {"max_length": p.max_length, "doc_prefix": p.doc_prefix, "normalize": p.normalize,
+                "device": p.device}
+
+    @property
+    def model(self):
+        if self.params.threads or self.ctx.threads:
+            import torch
+
+            torch.set_num_threads(self.params.threads or self.ctx.threads)
+        return _load(str(self.resolved.path), self.params.device, self.params.max_length)
+
+    def _encode(self, texts: list[str], progress: bool) -> "np.ndarray":
+        import numpy as np
+
+        if not texts:
+            dim = self.model.get_sentence_embedding_dimension()
+            return np.zeros((0, dim), dtype=np.float32)
+        return self.model.encode(texts, batch_size=self.params.batch_size, convert_to_numpy=True,
+                                 normalize_embeddings=self.params.normalize,
+                                 show_progress_bar=progress and self.ctx.progress).astype(np.float32)
+
+    def _doc_texts(self, ids) -> list[str]:
+        docs = self.dataset.docs(ids)
+        return [self.params.doc_prefix + docs[i].joined() for i in ids]
+
+    def prepare(self, dataset, reranking=False):
+        super().prepare(dataset, reranking)
+        self.model     # load now, so loading is not counted as ranking time
+        if reranking:
+            return
+        import numpy as np
+
+        from harness.cache import fingerprint
+
+        key = fingerprint({"corpus": dataset.corpus_fingerprint(), "model": self.model_identity(),
+                           "encode": self._params_for_index(), "version": self.VERSION})
+
+        def build(folder):
+            ids = list(dataset.corpus())
+            emb = self._encode(self._doc_texts(ids), progress=True)
+            np.save(folder / "embeddings.npy", emb)
+            (folder / "doc_ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
+
+        enc_dir, self._enc_entry = self.ctx.cache.artifact("bi-encoder-corpus", key,
+                                             {"what": "encoded corpus", "model": self.params.model,
+                                              "dataset": dataset.name}, build)
+        self._emb = np.load(enc_dir / "embeddings.npy", mmap_mode="r")
+        self._ids = (enc_dir / "doc_ids.txt").read_text(encoding="utf-8").splitlines()
+        self._index_dir = [enc_dir]
+        if self.params.index == "hnsw":
+            self._prepare_hnsw(key)
+
+    def _prepare_hnsw(self, enc_key: str):
+        faiss = require("faiss", "dense", "the bi-encoder's HNSW index")
+        import numpy as np
+
+        from harness.cache import fingerprint
+
+        p = self.params
+        key = fingerprint({"encoded": enc_key, "m": p.hnsw_m, "efc": p.hnsw_ef_construction,
+                           "faiss": faiss.__version__})
+
+        def build(folder):
+            faiss.omp_set_num_threads(1)       # single-threaded insertion: a deterministic graph
+            index = faiss.IndexHNSWFlat(self._emb.shape[1], p.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = p.hnsw_ef_construction
+            index.add(np.ascontiguousarray(self._emb))
+            faiss.write_index(index, str(folder / "hnsw.faiss"))
+
+        hnsw_dir, _ = self.ctx.cache.artifact("bi-encoder-hnsw", key, {"what": "FAISS HNSW index"}, build)
+        self._faiss = faiss.read_index(str(hnsw_dir / "hnsw.faiss"))
+        self._faiss.hnsw.efSearch = max(p.hnsw_ef_search, 1)
+        self._index_dir.append(hnsw_dir)
+
+    def rank(self, queries: Mapping[str, str], candidates: Run | None, k: int) -> Run:
+        if not queries:
+            return {}
+        qids = list(queries)
+        q_emb = self._encode([self.params.query_prefix + queries[q] for q in qids], progress=len(qids) > 256)
+        if candidates is not None:
+            return self._rerank(qids, q_emb, candidates, k)
+        if self._faiss is not None:
+            return self._search_hnsw(qids, q_emb, k)
+        return self._search_exact(qids, q_emb, k)
+
+    def _search_exact(self, qids, q_emb, k):
+        import numpy as np
+
+        out: Run = {}
+        emb = self._emb
+        k_eff = min(k, emb.shape[0])
+        step = 256
+        for i in range(0, len(qids), step):
+            scores = q_emb[i:i + step] @ emb.T
+            top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+            for row, q in enumerate(qids[i:i + step]):
+                out[q] = {self._ids[j]: float(scores[row, j]) for j in top[row]}
+        return out
+
+    def _search_hnsw(self, qids, q_emb, k):
+        import numpy as np
+
+        scores, idx = self._faiss.search(np.ascontiguousarray(q_emb), min(k, len(self._ids)))
+        return {q: {self._ids[j]: float(s) for j, s in zip(idx[r], scores[r]) if j >= 0}
+                for r, q in enumerate(qids)}
+
+    def _rerank(self, qids, q_emb, candidates, k):
+        import numpy as np
+
+        doc_ids = sorted({d for q in qids for d in candidates.get(q, {})})
+        d_emb = self._encode(self._doc_texts(doc_ids), progress=len(doc_ids) > 500)
+        row = {d: i for i, d in enumerate(doc_ids)}
+        out: Run = {}
+        for qi, q in enumerate(qids):
+            cands = list(candidates.get(q, {}))
+            if not cands:
+                out[q] = {}
+                continue
+            scores = d_emb[[row[d] for d in cands]] @ q_emb[qi]
+            out[q] = dict(ranked({d: float(s) for d, s in zip(cands, np.asarray(scores))})[:k])
+        return out
+
+    def footprint(self) -> Footprint:
+        from harness.files import tree_bytes
+
+        model = self.model
+        params = sum(p.numel() for p in model.parameters())
+        dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+        index = sum(tree_bytes(d) for d in self._index_dir) if self._index_dir else 0
+        return Footprint(index_bytes=index, model_bytes=self.resolved.bytes(), params=params,
+                         dtype=dtype, device=self.params.device,
+                         build_seconds=self._enc_entry.get("build_seconds") if self._index_dir else None)
+
+    def close(self):
+        self._emb = None
+        self._faiss = None

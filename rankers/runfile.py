@@ -1,0 +1,65 @@
+"""A TREC run file as a ranker: published runs become leaderboard rows and first stages."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from harness.errors import DataError
+from harness.files import sha256_file
+from harness.types import Run, read_trec_run, top_k
+
+from .base import Ranker
+
+
+@dataclass(frozen=True)
+class RunParams:
+    run: str | None = None     # a run shipped with the dataset: runs/<run>.trec(.gz)
+    path: str | None = None    # or a file; "{dataset}" is replaced by the dataset's name
+
+
+class RunFile(Ranker):
+    kind = "run"
+    Params = RunParams
+    precomputed = True
+
+    def __init__(self, name, params, ctx):
+        super().__init__(name, params, ctx)
+        if (params.run is None) == (params.path is None):
+            from harness.errors import ConfigError
+
+            raise ConfigError(f"[rankers.{name}]: a run ranker needs exactly one of run = \"<name "
+                              f"shipped with the dataset>\" or path = \"<file>\"")
+
+    def _path(self, dataset) -> Path:
+        return Path(self.params.path.replace("{dataset}", dataset.name)).expanduser()
+
+    def applies_to(self, dataset, reranking):
+        if reranking:
+            return "a run file cannot rerank"
+        if self.params.run is not None and self.params.run not in dataset.run_names():
+            return f"{dataset.name} ships no run named {self.params.run!r}"
+        if self.params.path is not None and not self._path(dataset).exists():
+            return f"no run file {self._path(dataset)}"
+        return None
+
+    def fingerprint_inputs(self, dataset) -> dict:
+        base = super().fingerprint_inputs(dataset)
+        if self.params.run is not None:
+            base["run_sha256"] = dataset.run_fingerprint(self.params.run)
+        else:
+            base["params"] = {"path": "<file>"}     # the content counts, not where it lies
+            base["run_sha256"] = sha256_file(self._path(dataset))
+        return base
+
+    def prepare(self, dataset, reranking=False):
+        super().prepare(dataset, reranking)
+        if self.params.run is not None:
+            self._run = dataset.load_run(self.params.run)
+        else:
+            self._run = read_trec_run(self._path(dataset), restrict_to=dataset.queries())
+        if not self._run:
+            raise DataError(f"run {self.name}: no query of {dataset.name} is in the run file")
+
+    def rank(self, queries: Mapping[str, str], candidates: Run | None, k: int) -> Run:
+        return top_k({qid: self._run.get(qid, {}) for qid in queries}, k)
