@@ -17,12 +17,32 @@ class RankerUnavailable(RankbenchError):
     """A ranker cannot run here: a missing extra, or a model that cannot be had offline."""
 
 
+def _one_edit(a: str, b: str) -> bool:
+    """True if a and b differ by one substitution, insertion, deletion or adjacent swap."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long_ = sorted((a, b), key=len)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
 def did_you_mean(name: str, choices) -> str:
-    """' (did you mean "x"?)' for the closest choice, or '' when nothing is close."""
+    """' (did you mean "x"?)' for the closest choice (case-insensitive), or '' when none is close."""
     import difflib
 
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ""
+    by_lower = {}
+    for c in choices:
+        by_lower.setdefault(str(c).lower(), str(c))
+    key = name.lower()
+    if key in by_lower and by_lower[key] != name:
+        return f' (did you mean "{by_lower[key]}"?)'
+    close = difflib.get_close_matches(key, list(by_lower), n=1, cutoff=0.6)
+    if not close:
+        close = [c for c in by_lower if _one_edit(key, c)][:1]
+    return f' (did you mean "{by_lower[close[0]]}"?)' if close else ""
 
 
 def unknown(what: str, name: str, choices, where: str = "") -> str:

