@@ -48,15 +48,16 @@ class Cache:
         return p if (p / "entry.json").exists() else None
 
     @contextmanager
-    def build(self, area: str, key: str, describe: dict) -> Iterator[Path]:
-        """Yield a temporary folder to fill; on success it becomes the entry for key.
+    def build(self, area: str, key: str, describe: dict, replace: bool = False) -> Iterator[Path]:
+        """Yield a temporary folder to fill; on success it becomes the entry for key (replacing an
+        existing one only if ``replace``).
 
         ``entry.json`` (what the entry is, when and how long it took to build) is written last,
         so an entry without it is incomplete and is never returned by ``get``.
         """
         final = self.path(area, key)
         start = time.perf_counter()
-        with atomic_dir(final) as tmp:
+        with atomic_dir(final, replace=replace) as tmp:
             yield tmp
             meta = dict(describe, key=key, build_seconds=round(time.perf_counter() - start, 3),
                         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), bytes=tree_bytes(tmp))

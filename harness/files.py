@@ -70,17 +70,24 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
+def atomic_dir(final: Path, replace: bool = False) -> Iterator[Path]:
     """Build a directory under a temporary name and rename it into place only on success.
 
-    If another process finished the same directory first, ours is discarded: content-addressed
-    directories with the same name have the same content.
+    If the directory exists already (another process finished it first), ours is discarded:
+    content-addressed directories with the same name have the same content. With ``replace``
+    (a forced rebuild), ours takes its place instead.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
+        if replace and final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old.tmp", dir=final.parent))
+            os.rename(final, old / "entry")
+            os.rename(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+            return
         try:
             os.rename(tmp, final)
         except OSError:

@@ -222,7 +222,7 @@ class Runner:
             eff["pipeline_rank_s"] = round(first_s + rank_s, 4)
             eff["pipeline_qps"] = round(n / (first_s + rank_s), 3) if (first_s + rank_s) > 0 else None
         describe = {"what": "run", "ranker": ranker, "dataset": dataset.name, "k": k, "efficiency": eff}
-        with self.cache.build("runs", key, describe) as folder:
+        with self.cache.build("runs", key, describe, replace=self.force) as folder:
             write_trec_run(run, folder / "run.trec.gz", tag=ranker)
         # read back what was stored, so a fresh run and a cached one evaluate the same bytes
         return read_trec_run(self.cache.path("runs", key) / "run.trec.gz"), eff, "ran"

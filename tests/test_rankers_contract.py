@@ -25,7 +25,7 @@ CASES = {
              ("bm25s", {"backend": "bm25s"}, "sample", False)],
     "bi-encoder": [("exact", {"max_length": 128}, "sample", False),
                    ("hnsw", {"max_length": 128, "index": "hnsw"}, "sample", False),
-                   ("rerank", {"max_length": 128}, "sample", True)],
+                   ("rerank", {"max_length": 64}, "sample", True)],
     "run": [("published", {"run": "bm25"}, "dl19", False)],
     "oracle": [("retrieve", {}, "sample", False), ("rerank", {}, "sample", True)],
     "random": [("retrieve", {}, "sample", False), ("rerank", {"seed": 3}, "dl19", True)],

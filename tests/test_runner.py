@@ -176,3 +176,18 @@ def test_a_run_file_path_resolves_against_the_config_folder(tmp_path):
     assert [o.status for o in out] == ["ran"]
     got = json.loads(result_path(tmp_path / "reports", "s", "mine", "dl19").read_text())
     assert got["measures"]["per_query"]["nDCG@10"]["264014"] > 0
+
+
+def test_force_replaces_the_cached_run_and_its_figures(sample_config, tmp_path):
+    reports = tmp_path / "reports"
+    runner = Runner(sample_config, reports, progress=False)
+    runner.run_suite("s", rankers=["bm25s"], datasets=["sample"])
+    key = runner.run_key("bm25s", runner.dataset("sample"), 1000)
+    first = Cache().entry("runs", key)
+    Runner(sample_config, reports, progress=False, force=True).run_suite("s", rankers=["bm25s"], datasets=["sample"])
+    second = Cache().entry("runs", key)
+    assert second["created"] >= first["created"]
+    assert second["efficiency"]["rank_s"] != first["efficiency"]["rank_s"] or \
+        second["efficiency"]["latency_ms"] != first["efficiency"]["latency_ms"]
+    result = json.loads(result_path(reports, "s", "bm25s", "sample").read_text())
+    assert result["efficiency"] == second["efficiency"]
