@@ -247,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .data import irds_home
+
+    os.environ.setdefault("IR_DATASETS_HOME", str(irds_home()))   # never ~/.ir_datasets
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

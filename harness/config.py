@@ -6,6 +6,8 @@ its kind's ``Params`` dataclass.
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,7 +108,7 @@ class Config:
         return out
 
 
-_NAME = __import__("re").compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def _name(name: str, where: str) -> str:
@@ -134,11 +136,8 @@ def _str_list(value: Any, where: str) -> tuple[str, ...]:
 
 
 def _settings(table: Mapping, where: str, base: Settings = Settings()) -> Settings:
-    from .params import build_params as bp
-    import dataclasses
-
     merged = {**dataclasses.asdict(base), **table}
-    s = bp(Settings, merged, where)
+    s = build_params(Settings, merged, where)
     if s.k < 1 or s.latency_queries < 0 or s.latency_warmup < 0 or not 0 < s.alpha < 1:
         raise ConfigError(f"{where}: k >= 1, latency_queries >= 0, latency_warmup >= 0, 0 < alpha < 1")
     return s

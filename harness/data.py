@@ -392,6 +392,7 @@ def irds_home() -> Path:
 
 
 def _import_ir_datasets():
+    """Every import of ir_datasets goes through here: its home is fixed when it is first imported."""
     os.environ.setdefault("IR_DATASETS_HOME", str(irds_home()))
     try:
         import ir_datasets
@@ -420,7 +421,8 @@ class IrdsDataset(Dataset):
             raise ConfigError(f"[datasets.{self.name}]: " + unknown("ir_datasets id", self.irds_id,
                               [k for k in ir_datasets.registry if k.split("/")[0] == self.irds_id.split("/")[0]]))
         if self.seed_from is not None:
-            self.seeded = seed_irds(self.irds_id, self.seed_from, irds_home())
+            # where ir_datasets itself looks, even if something imported it before us
+            self.seeded = seed_irds(self.irds_id, self.seed_from, Path(ir_datasets.util.home_path()))
         return ir_datasets.load(self.irds_id)
 
     def _call(self, what: str, fn):
@@ -497,19 +499,13 @@ class IrdsDataset(Dataset):
         return "/".join(parts[:2]) if parts[0] == "beir" else parts[0]
 
     def corpus_fingerprint(self) -> str:
-        import ir_datasets
-
-        return _digest("irds-corpus", self._docs_owner(), ir_datasets.__version__)
+        return _digest("irds-corpus", self._docs_owner(), _import_ir_datasets().__version__)
 
     def fingerprint(self) -> str:
-        import ir_datasets
-
+        ir_datasets = _import_ir_datasets()
         content = json.dumps([self.queries(), self.qrels()], sort_keys=True)
         return _digest("irds", self.irds_id, ir_datasets.__version__, self.conventions.name,
                        hashlib.sha256(content.encode()).hexdigest())
-
-    def stats(self) -> dict:
-        return super().stats()
 
     def validate(self) -> None:
         self._ds   # the id exists; nothing is downloaded
@@ -528,8 +524,9 @@ def seed_irds(irds_id: str, local: Path, home: Path) -> list[str]:
     msmarco-passage/trec-dl-2019, trec-dl-2020 and dev/small. The MS MARCO passage collection
     itself (8.8M passages) is not shipped, so its documents stay unavailable offline.
     """
+    local = Path(local).resolve()
     spec = DatasetSpec(name=f"seed:{irds_id}", source=f"local:{local}")
-    src = LocalDataset(spec, Path("/"))
+    src = LocalDataset(spec, local)
     written: list[str] = []
     parts = irds_id.split("/")
     if parts[0] == "beir" and len(parts) >= 2:

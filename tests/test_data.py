@@ -245,3 +245,23 @@ def test_seeding_never_overwrites(tmp_path):
 def test_open_dataset_refuses_an_unknown_scheme():
     with pytest.raises(ConfigError, match="must start with local: or irds:"):
         open_dataset(DatasetSpec("x", "hf:beir/scifact"), ROOT)
+
+
+def test_ir_datasets_lives_in_rankbenchs_home_even_without_its_variable(tmp_path):
+    """Fingerprinting an irds: dataset first (as the runner does) must not send ir_datasets to ~."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "IR_DATASETS_HOME"}
+    env.update(HOME=str(tmp_path / "home"), RANKBENCH_HOME=str(tmp_path / "rb"))
+    code = ("from pathlib import Path\n"
+            "from harness.data import DatasetSpec, IrdsDataset\n"
+            "ds = IrdsDataset(DatasetSpec('x', 'irds:beir/scifact/test', seed_from='datasets/beir/scifact'), Path('.'))\n"
+            "ds.fingerprint()\n"
+            "print(len(ds.queries()))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "300"
+    assert (tmp_path / "rb" / "ir_datasets" / "beir" / "scifact" / "source.zip").exists()
+    assert not (tmp_path / "home" / ".ir_datasets").exists()
