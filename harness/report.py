@@ -200,7 +200,8 @@ def render(config: Config, results: SuiteResults) -> str:
         if lat_n:
             w(f"Latency: one query at a time through the whole pipeline, {lat_n['n']} queries after "
               f"{lat_n['warmup']} warm-up. QPS: all queries in one batch call (first stage included). "
-              f"Build: index or encoded corpus, when built in that run. Peak RSS: the whole process during "
+              f"Build: seconds to build the index or encode the corpus, recorded when the cached artifact was "
+              f"built (possibly by an earlier run). Peak RSS: the whole process during "
               f"the cell (a JVM or model loaded by an earlier cell stays resident); +RSS: its growth during "
               f"the cell.\n")
         _not_applicable(w, suite, results, d)

@@ -10,7 +10,6 @@ config never loads torch.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
@@ -155,6 +154,3 @@ class PairScorer(Ranker):
             run[qid][did] = float(s)
         return {qid: dict(ranked(docs_)[:k]) for qid, docs_ in run.items()}
 
-
-def replace_params(params: Any, **changes) -> Any:
-    return dataclasses.replace(params, **changes)
