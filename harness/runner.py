@@ -275,8 +275,12 @@ class Runner:
                 old = json.loads(path.read_text())
             except json.JSONDecodeError:
                 old = {}
+            # Up to date: same inputs, same measures, and the run is in this machine's cache. A
+            # result committed from elsewhere is reproduced here, not trusted (and its efficiency
+            # figures belong to the machine that measured them).
             if (old.get("status") == "ok" and old.get("fingerprints", {}).get("cell") == key
-                    and list(old.get("measures", {}).get("aggregate", {})) == measures):
+                    and list(old.get("measures", {}).get("aggregate", {})) == measures
+                    and self.cache.get("runs", key) is not None):
                 return CellOutcome(ranker, ds_name, "up-to-date", "", time.perf_counter() - t0)
         run, eff, how = self.get_run(ranker, dataset, settings.k, settings)
         if dataset.conventions.drop_self_hits:

@@ -191,3 +191,19 @@ def test_force_replaces_the_cached_run_and_its_figures(sample_config, tmp_path):
         second["efficiency"]["latency_ms"] != first["efficiency"]["latency_ms"]
     result = json.loads(result_path(reports, "s", "bm25s", "sample").read_text())
     assert result["efficiency"] == second["efficiency"]
+
+
+def test_a_result_without_its_run_in_this_cache_is_reproduced(sample_config, tmp_path):
+    """A fresh clone (committed results, empty cache) reruns its cells instead of trusting them."""
+    import shutil
+
+    reports = tmp_path / "reports"
+    runner = Runner(sample_config, reports, progress=False)
+    runner.run_suite("s", rankers=["bm25s"], datasets=["sample"])
+    before = json.loads(result_path(reports, "s", "bm25s", "sample").read_text())
+    key = runner.run_key("bm25s", runner.dataset("sample"), 1000)
+    shutil.rmtree(Cache().path("runs", key))
+    out = Runner(sample_config, reports, progress=False).run_suite("s", rankers=["bm25s"], datasets=["sample"])
+    assert [o.status for o in out] == ["ran"]
+    after = json.loads(result_path(reports, "s", "bm25s", "sample").read_text())
+    assert after["measures"] == before["measures"]
