@@ -508,7 +508,7 @@ class IrdsDataset(Dataset):
                        hashlib.sha256(content.encode()).hexdigest())
 
     def validate(self) -> None:
-        self._ds   # the id exists; nothing is downloaded
+        _ = self._ds   # loads the id (checking it exists); downloads nothing
 
 
 # ---------------------------------------------------------------------------------------------

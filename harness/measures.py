@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from .errors import ConfigError
-from .types import Qrels, Run
+from .types import Qrels
 
 
 def parse_measures(names: Iterable[str], where: str = "") -> list:

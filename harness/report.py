@@ -223,7 +223,7 @@ def render(config: Config, results: SuiteResults) -> str:
         m = p["machine"]
         key = (p.get("commit") or "no git", bool(p.get("dirty")), m["id"])
         seen.setdefault(key, (m, p["packages"]))
-    for (commit, dirty, mid), (m, pkgs) in sorted(seen.items()):
+    for (commit, dirty, mid), (m, _pkgs) in sorted(seen.items()):
         w(f"- commit `{commit[:12]}`{' (uncommitted changes)' if dirty else ''} on machine `{mid}`: "
           f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}")
     if seen:

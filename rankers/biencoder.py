@@ -6,15 +6,17 @@ max_seq_length unless ``max_length`` says otherwise). The encoded corpus is cach
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, Mapping
+from typing import TYPE_CHECKING, Literal, Mapping
 
 from harness.types import Run, ranked
 
 from ._models import resolve_model
 from .base import Footprint, Ranker, require
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class BiEncoder(Ranker):
 
     def prepare(self, dataset, reranking=False):
         super().prepare(dataset, reranking)
-        self.model     # load now, so loading is not counted as ranking time
+        _ = self.model     # load now, so loading is not counted as ranking time
         if reranking:
             return
         import numpy as np

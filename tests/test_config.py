@@ -1,5 +1,4 @@
 """bench.toml: validated before anything runs; every mistake named with where it is."""
-from pathlib import Path
 
 import pytest
 

@@ -1,6 +1,5 @@
 """Datasets: the shipped copies, the local: loader's errors, and the irds: path."""
 import gzip
-import json
 import time
 from pathlib import Path
 
