@@ -501,11 +501,15 @@ class IrdsDataset(Dataset):
     def corpus_fingerprint(self) -> str:
         return _digest("irds-corpus", self._docs_owner(), _import_ir_datasets().__version__)
 
-    def fingerprint(self) -> str:
+    @cached_property
+    def _fingerprint(self) -> str:
         ir_datasets = _import_ir_datasets()
         content = json.dumps([self.queries(), self.qrels()], sort_keys=True)
         return _digest("irds", self.irds_id, ir_datasets.__version__, self.conventions.name,
                        hashlib.sha256(content.encode()).hexdigest())
+
+    def fingerprint(self) -> str:
+        return self._fingerprint     # serialises every query and judgment: once per dataset
 
     def validate(self) -> None:
         _ = self._ds   # loads the id (checking it exists); downloads nothing

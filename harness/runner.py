@@ -97,6 +97,7 @@ class Runner:
         self._datasets: dict[str, Dataset] = {}
         self._prepared: set[tuple[str, str]] = set()
         self._provenance: dict | None = None
+        self._fingerprints: dict[tuple[str, str], str] = {}   # (ranker, dataset) -> chain fingerprint
 
     # -- building blocks -------------------------------------------------------------------------
 
@@ -129,12 +130,16 @@ class Runner:
         return reason
 
     def chain_fingerprint(self, ranker: str, dataset: Dataset) -> str:
-        spec = self.config.ranker(ranker)
-        inputs = self.instance(ranker).fingerprint_inputs(dataset)
-        if spec.first_stage is not None:
-            inputs = {"stage": inputs, "depth": spec.depth,
-                      "first_stage": self.chain_fingerprint(spec.first_stage, dataset)}
-        return fingerprint(inputs)
+        """Computed once per (ranker, dataset) in a run: it hashes model folders."""
+        memo = (ranker, dataset.name)
+        if memo not in self._fingerprints:
+            spec = self.config.ranker(ranker)
+            inputs = self.instance(ranker).fingerprint_inputs(dataset)
+            if spec.first_stage is not None:
+                inputs = {"stage": inputs, "depth": spec.depth,
+                          "first_stage": self.chain_fingerprint(spec.first_stage, dataset)}
+            self._fingerprints[memo] = fingerprint(inputs)
+        return self._fingerprints[memo]
 
     def run_key(self, ranker: str, dataset: Dataset, k: int) -> str:
         return fingerprint({"chain": self.chain_fingerprint(ranker, dataset), "dataset": dataset.fingerprint(),

@@ -51,20 +51,18 @@ class BM25(Ranker):
     # -- index ---------------------------------------------------------------------------------
 
     def prepare(self, dataset, reranking=False):
+        from harness.cache import fingerprint
+
         super().prepare(dataset, reranking)
         key_parts = {"corpus": dataset.corpus_fingerprint(), "version": self.VERSION,
                      "backend": self.params.backend}
         if self.params.backend == "pyserini":
-            from harness.cache import fingerprint
-
             key_parts["library"] = _version("pyserini")
             self.index_dir, self.index_entry = self.ctx.cache.artifact(
                 "bm25-pyserini", fingerprint(key_parts),
                 {"what": "Lucene index (pyserini)", "dataset": dataset.name}, self._build_lucene)
             self._open_lucene()
         else:
-            from harness.cache import fingerprint
-
             key_parts.update(library=_version("bm25s"), k1=self.params.k1, b=self.params.b,
                              method=self.params.method, stemmer=BM25S_STEMMER, stopwords=BM25S_STOPWORDS)
             self.index_dir, self.index_entry = self.ctx.cache.artifact(
