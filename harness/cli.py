@@ -13,6 +13,7 @@ EPILOG = """examples:
   rankbench run beir --ranker bm25         one ranker of a suite, every dataset
   rankbench check smoke                    compare results with reports/baselines.toml
   rankbench ls rankers                     what bench.toml defines
+  rankbench train ce-teacher               train the model behind a ranker (cached)
 """
 
 
@@ -38,6 +39,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for rankers (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-report", action="store_true", help="do not regenerate the report")
+    _common(p)
+
+    p = sub.add_parser("train", help="train the model behind a ranker (model = \"recipe:NAME\")",
+                       description="Build the mined training data and train the recipe's model into the "
+                                   "cache, where every run that uses it finds it. RANKER may also name a "
+                                   "recipe directly.")
+    p.add_argument("ranker")
+    p.add_argument("--force", action="store_true", help="train again even if the cache has the model")
+    p.add_argument("--data-only", action="store_true", help="build and describe the training data; no training")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _common(p)
 
     p = sub.add_parser("report", help="regenerate reports/SUITE.md from the result JSONs",
@@ -109,6 +121,37 @@ def cmd_run(args) -> int:
     for o in errors:
         print(f"error: {o.ranker} on {o.dataset}: {o.message}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def cmd_train(args) -> int:
+    import json
+
+    from .errors import ConfigError, unknown
+    from .recipes import recipe_of
+    from .runner import Runner
+
+    config, reports = _load(args)
+    if args.ranker in config.recipes:
+        recipe = args.ranker
+    elif args.ranker in config.rankers:
+        recipe = recipe_of(config.rankers[args.ranker].params)
+        if recipe is None:
+            raise ConfigError(f"[rankers.{args.ranker}] is not trained here (its model is not \"recipe:NAME\")")
+    else:
+        raise ConfigError(unknown("ranker or recipe", args.ranker, list(config.rankers) + list(config.recipes),
+                                  str(config.path)))
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    runner = Runner(config, reports, progress=not args.no_progress, threads=args.threads)
+    if args.data_only:
+        data = runner.models.training_data(recipe)
+        print(json.dumps(data.report, indent=1, sort_keys=True))
+        return 0
+    path, entry = runner.models.build(recipe, force=args.force)
+    print(f"recipe {recipe}: model in {path} (built in {entry.get('build_seconds', '?')} s)")
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -239,7 +282,7 @@ def cmd_manifest(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
+COMMANDS = {"run": cmd_run, "train": cmd_train, "report": cmd_report, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
             "validate": cmd_validate, "seed-irds": cmd_seed_irds, "manifest": cmd_manifest}
 
 

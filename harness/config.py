@@ -82,6 +82,7 @@ class Config:
     suites: Mapping[str, SuiteSpec]
     check: CheckSettings
     expected: tuple[Expected, ...]
+    recipes: Mapping[str, Any] = field(default_factory=dict)    # name -> harness.recipes.RecipeSpec
 
     def suite(self, name: str) -> SuiteSpec:
         if name not in self.suites:
@@ -156,7 +157,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
 
 def parse_config(raw: Mapping, path: Path) -> Config:
     where = str(path)
-    _keys(raw, {"settings", "measures", "datasets", "rankers", "suites", "check", "expected"}, where)
+    _keys(raw, {"settings", "measures", "datasets", "rankers", "suites", "check", "expected", "recipes"}, where)
     settings = _settings(raw.get("settings", {}), f"{where} [settings]")
 
     measure_sets: dict[str, tuple[str, ...]] = {}
@@ -182,6 +183,14 @@ def parse_config(raw: Mapping, path: Path) -> Config:
         datasets[name] = ds
 
     rankers = _parse_rankers(raw.get("rankers", {}), where)
+
+    from .recipes import parse_recipes, recipe_of
+
+    recipes = parse_recipes(raw.get("recipes", {}), datasets, rankers, where)
+    for name, spec in rankers.items():
+        used = recipe_of(spec.params)
+        if used is not None and used not in recipes:
+            raise ConfigError(unknown("recipe", used, recipes, f"{where} [rankers.{name}] model"))
 
     suites: dict[str, SuiteSpec] = {}
     for name, table in raw.get("suites", {}).items():
@@ -239,7 +248,8 @@ def parse_config(raw: Mapping, path: Path) -> Config:
         expected.append(ex)
 
     return Config(path=path, root=path.parent.resolve(), settings=settings, measure_sets=measure_sets,
-                  datasets=datasets, rankers=rankers, suites=suites, check=check, expected=tuple(expected))
+                  datasets=datasets, rankers=rankers, suites=suites, check=check, expected=tuple(expected),
+                  recipes=recipes)
 
 
 def _measure_ref(value: Any, sets: Mapping[str, tuple[str, ...]], where: str) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ class Conventions:
     measures: tuple[str, ...]
     drop_self_hits: bool
     description: str
+    rel_level: int = 1        # the lowest grade that counts as relevant for binary measures
 
 
 CONVENTIONS: dict[str, Conventions] = {
@@ -27,6 +28,7 @@ CONVENTIONS: dict[str, Conventions] = {
             ("nDCG@10", "RR(rel=2)@10", "AP(rel=2)@1000", "R(rel=2)@100"),
             drop_self_hits=False,
             description="TREC Deep Learning: graded qrels 0-3, binary measures count grade >= 2",
+            rel_level=2,
         ),
         Conventions(
             "beir",

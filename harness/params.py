@@ -1,7 +1,7 @@
 """Typed, validated parameters: a frozen dataclass per ranker kind, built from a bench.toml table.
 
 Unknown keys are errors with a did-you-mean; values are checked against the field types
-(str, int, float, bool, Literal[...], X | None, tuple[str, ...]).
+(str, int, float, bool, Literal[...], X | None, tuple[X, ...], dict[str, X]).
 """
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ def _check(value: Any, tp: Any, where: str, key: str) -> Any:
             raise ConfigError(f"{where}: {key} = {value!r} is not one of "
                               + ", ".join(repr(a) for a in allowed) + hint)
         return value
+    if origin is dict:
+        key_tp, val_tp = typing.get_args(tp)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: {key} must be a table, found {value!r}")
+        return {_check(k, key_tp, where, f"{key} key"): _check(v, val_tp, where, f"{key}.{k}")
+                for k, v in value.items()}
     if origin is tuple:
         (inner, *_rest) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):

@@ -68,6 +68,12 @@ def _sig(x: float | None, sig: int = 3) -> str:
     return f"{x:,.{digits}f}"
 
 
+def _trunc(t: dict | None) -> str:
+    if not t or t.get("truncated_share") is None:
+        return "—"
+    return f"{100 * t['truncated_share']:.1f}% at {t['max_length']}"
+
+
 def _mb(n: int | None) -> str:
     return "—" if not n else f"{n / 1e6:,.1f}"
 
@@ -178,9 +184,10 @@ def render(config: Config, results: SuiteResults) -> str:
         w(f"<sup>x</sup>: significantly better than row x (paired t-test over queries, Holm-corrected "
           f"across the {len(cells) * (len(cells) - 1) // 2} pairs, α = {alpha:g}).\n")
 
+        trunc = any("truncation" in c["efficiency"] for _, c in cells)
         w("| ranker | p50 ms | p95 ms | p99 ms | QPS | pairs/s | build s | index MB | model MB | params | "
-          "peak RSS MiB | +RSS MiB | device |")
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "peak RSS MiB | +RSS MiB | device |" + (" truncated |" if trunc else ""))
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|" + ("---:|" if trunc else ""))
         for r, c in cells:
             e = c["efficiency"]
             lat = e.get("latency_ms") or {}
@@ -194,7 +201,7 @@ def render(config: Config, results: SuiteResults) -> str:
               f"{'—' if e.get('precomputed') else _sig(qps)} | {_sig(e.get('pairs_per_s')) if 'pairs' in e and not e.get('precomputed') else '—'} | "
               f"{_sig(e.get('index_build_s'))} | {_mb(e.get('index_bytes'))} | {_mb(e.get('model_bytes'))} | "
               f"{_params(e.get('params'))} | {_sig(e.get('peak_rss_mib'))} | {_sig(e.get('rss_increase_mib'))} | "
-              f"{e.get('device', '—')} |")
+              f"{e.get('device', '—')} |" + (f" {_trunc(e.get('truncation'))} |" if trunc else ""))
         lat_n = next((c["efficiency"]["latency_ms"] for _, c in cells if c["efficiency"].get("latency_ms")), None)
         w("")
         if lat_n:
@@ -203,8 +210,11 @@ def render(config: Config, results: SuiteResults) -> str:
               f"Build: seconds to build the index or encode the corpus, recorded when the cached artifact was "
               f"built (possibly by an earlier run). Peak RSS: the whole process during "
               f"the cell (a JVM or model loaded by an earlier cell stays resident); +RSS: its growth during "
-              f"the cell.\n")
+              f"the cell." + (" Truncated: share of (query, document) pairs cut at the cross-encoder's "
+                              "max_length tokens." if trunc else "") + "\n")
         _not_applicable(w, suite, results, d)
+
+    _trained_models(w, suite, results)
 
     # -- reproduce ---------------------------------------------------------------------------------
     w("## Reproduce\n")
@@ -231,6 +241,40 @@ def render(config: Config, results: SuiteResults) -> str:
         w("- packages: " + ", ".join(f"{k} {v}" for k, v in sorted(pkgs.items())))
     w("")
     return "\n".join(out)
+
+
+def _trained_models(w, suite, results: SuiteResults) -> None:
+    records: dict[str, dict] = {}
+    for r in suite.rankers:
+        for d in suite.datasets:
+            c = results.ok(r, d)
+            for rec in (c or {}).get("trained_models", []):
+                records.setdefault(rec["recipe"], rec)
+    if not records:
+        return
+    w("## Trained models\n")
+    w("Models this project trains itself (`[recipes.*]` in bench.toml). Training never sees a query of an "
+      "evaluation split of a suite that uses the model: the leakage guard refuses it by id (same corpus) "
+      "or by exact text, and the counts are below.\n")
+    w("| recipe | starts from | trained on (queries used / refused by the guard) | dev | steps | examples | "
+      "train wall | device | rebuild |")
+    w("|---|---|---|---|---:|---:|---:|---|---|")
+    for name, rec in sorted(records.items()):
+        seen = "; ".join(f"{d} `{v['source']}` split {v['split']} ({v['queries_used']} / "
+                         f"{v['refused_by_leakage_guard']})" for d, v in rec["train"].items())
+        dev = rec.get("dev")
+        dev_s = "—" if not dev else (f"{dev['dataset']} ({dev['queries']} q): "
+                                     f"{_num(rec.get('start_dev'))} → {_num(rec.get('best_dev'))}")
+        minutes = rec["train_seconds"] / 60
+        w(f"| {name} | {rec['init']} | {seen} | {dev_s} | {rec['steps']} | {rec['examples']} | "
+          f"{minutes:.1f} min | {rec['device']} | `{rec['command']}` |")
+    w("")
+    for name, rec in sorted(records.items()):
+        w(f"- **{name}**: {rec.get('description') or rec['produces']}. Evaluated on: "
+          f"{', '.join(rec['evaluated_on']) or 'no suite'}. History, data and curves: "
+          f"[`{rec['files']}`](models/{name}/).\n")
+        w(f"  ![{name} training curves](models/{name}/curves.png)\n")
+    w("")
 
 
 def _not_applicable(w, suite, results: SuiteResults, d: str) -> None:

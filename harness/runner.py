@@ -90,8 +90,11 @@ class Runner:
         self.reports = Path(reports)
         self.cache = cache or Cache()
         self.force = force
+        from .recipes import TrainedModels
+
+        self.models = TrainedModels(self)
         self.ctx = Context(cache=self.cache, root=config.root, seed=config.settings.seed, progress=progress,
-                           threads=threads)
+                           threads=threads, models=self.models)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self._instances: dict[str, object] = {}
         self._datasets: dict[str, Dataset] = {}
@@ -195,6 +198,7 @@ class Runner:
             run = inst.rank(queries, candidates, k)
             rank_s = time.perf_counter() - t0
             check_run(run, queries, candidates, k, f"ranker {ranker} ({spec.kind})")
+            stats = inst.run_stats()
             latency = None
             if not inst.precomputed and settings.latency_queries > 0:
                 latency = self.measure_latency(ranker, dataset, k, settings)
@@ -215,6 +219,7 @@ class Runner:
             "params": fp.params,
             "dtype": fp.dtype,
             **mem.as_dict(),
+            **stats,
         }
         if candidates is not None:
             pairs = sum(len(v) for v in candidates.values())
@@ -310,6 +315,9 @@ class Runner:
             "provenance": self.provenance(),
             "command": reproduce_command(suite.name, ranker, ds_name),
         }
+        trained = self.models.records(ranker)
+        if trained:
+            result["trained_models"] = trained
         atomic_write_text(path, json.dumps(result, indent=1, sort_keys=False) + "\n")
         first = measures[0]
         return CellOutcome(ranker, ds_name, how, f"{first}={ev.aggregate[first]:.4f}", time.perf_counter() - t0)

@@ -11,6 +11,7 @@ import importlib
 KINDS: dict[str, str] = {
     "bm25": "rankers.bm25:BM25",
     "bi-encoder": "rankers.biencoder:BiEncoder",
+    "cross-encoder": "rankers.crossencoder:CrossEncoderRanker",
     "run": "rankers.runfile:RunFile",
     "oracle": "rankers.sanity:Oracle",
     "random": "rankers.sanity:Random",

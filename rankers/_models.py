@@ -85,12 +85,11 @@ def resolve_model(name: str) -> ResolvedModel:
 
 
 def _download(name: str) -> Path:
-    """Online only: let sentence-transformers fetch the model into the HF cache, then use it."""
-    from sentence_transformers import SentenceTransformer
+    """Online only: fetch the model repository into the Hugging Face cache, then use it."""
+    from huggingface_hub import snapshot_download
 
-    SentenceTransformer(name, device="cpu")
-    path = _from_hf_cache(name)
-    if path is None:
+    path = Path(snapshot_download(name))
+    if not path.is_dir():
         raise RankerUnavailable(f"model {name!r} was downloaded but is not in the Hugging Face cache "
                                 f"({os.environ.get('HF_HOME', '~/.cache/huggingface')})")
     return path

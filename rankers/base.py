@@ -49,6 +49,7 @@ class Context:
     seed: int = 42
     progress: bool = True
     threads: int = 0          # 0: the library's default (all cores)
+    models: Any = None        # resolves "recipe:NAME" model references (harness.recipes.TrainedModels)
 
 
 def require(module: str, extra: str, what: str):
@@ -116,6 +117,10 @@ class Ranker:
 
     def footprint(self) -> Footprint:
         return Footprint()
+
+    def run_stats(self) -> dict:
+        """Figures about the last ``rank`` call that the report shows (e.g. truncated pairs)."""
+        return {}
 
     def close(self) -> None:
         """Release memory held for the current dataset."""

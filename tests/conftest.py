@@ -99,3 +99,19 @@ def copy_dataset(tmp_path):
         shutil.copytree(DATASETS / rel, dest)
         return dest
     return _copy
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoders(tmp_path_factory):
+    """Untrained 2-layer cross-encoders from all-MiniLM-L6-v2, one per score head, saved as
+    sentence-transformers folders (what a recipe's training starts from)."""
+    from harness.recipes import RecipeSpec
+    from rankers.train import build_cross_encoder
+
+    root = tmp_path_factory.mktemp("cross-encoders")
+    out = {}
+    for head in ("segment-cosine", "classifier"):
+        spec = RecipeSpec(name=f"tiny-{head}", head=head, layers=(0, 1), max_length=128, train=("none",))
+        build_cross_encoder(spec).save(str(root / head))
+        out[head] = root / head
+    return out

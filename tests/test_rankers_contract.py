@@ -29,6 +29,9 @@ CASES = {
     "run": [("published", {"run": "bm25"}, "dl19", False)],
     "oracle": [("retrieve", {}, "sample", False), ("rerank", {}, "sample", True)],
     "random": [("retrieve", {}, "sample", False), ("rerank", {"seed": 3}, "dl19", True)],
+    # "@head": a 2-layer cross-encoder built from all-MiniLM-L6-v2 with that score head (conftest)
+    "cross-encoder": [("segment-cosine", {"model": "@segment-cosine", "max_length": 96}, "dl19", True),
+                      ("classifier", {"model": "@classifier", "max_length": 64, "batch_size": 5}, "sample", True)],
 }
 
 
@@ -44,7 +47,9 @@ def datasets(scifact_sample):
     }
 
 
-def make(kind, params, dataset, reranking, rankbench_home):
+def make(kind, params, dataset, reranking, rankbench_home, models=None):
+    if str(params.get("model", "")).startswith("@"):
+        params = {**params, "model": str(models[params["model"][1:]])}
     cls = load_kind(kind)
     ctx = Context(cache=Cache(rankbench_home), progress=False)
     ranker = cls(f"test-{kind}", build_params(cls.Params, params, "test"), ctx)
@@ -71,9 +76,9 @@ CASE_IDS = [(kind, *case) for kind, cases in CASES.items() for case in cases]
 
 @pytest.mark.parametrize("kind, case, params, ds_key, reranking", CASE_IDS,
                          ids=[f"{k}-{c[0]}" for k, c in [(k, c) for k, cs in CASES.items() for c in cs]])
-def test_ranker_contract(kind, case, params, ds_key, reranking, datasets, rankbench_home):
+def test_ranker_contract(kind, case, params, ds_key, reranking, datasets, rankbench_home, tiny_cross_encoders):
     dataset = datasets[ds_key]
-    ranker = make(kind, params, dataset, reranking, rankbench_home)
+    ranker = make(kind, params, dataset, reranking, rankbench_home, tiny_cross_encoders)
     queries = dict(list(dataset.queries().items())[:12])
     cands = candidates_for(dataset, queries) if reranking else None
     k = 10
@@ -93,7 +98,7 @@ def test_ranker_contract(kind, case, params, ds_key, reranking, datasets, rankbe
 
     # determinism: again, and with a fresh instance
     assert ranker.rank(queries, cands, k) == run
-    again = make(kind, params, dataset, reranking, rankbench_home)
+    again = make(kind, params, dataset, reranking, rankbench_home, tiny_cross_encoders)
     assert again.rank(queries, cands, k) == run
 
     # a query's ranking does not depend on the rest of its batch

@@ -1,0 +1,412 @@
+"""Training recipes: models rankbench trains itself, from bench.toml's ``[recipes.NAME]``.
+
+A ranker uses one with ``model = "recipe:NAME"``. The trained model is a sentence-transformers
+folder in the content-addressed cache under a key made of everything that determines it: the
+recipe, the starting model's files, the training and dev data, the miners' runs, the queries the
+leakage guard removed, and the code version. ``rankbench train RANKER`` builds it; a run that
+needs it builds it first; later runs reuse it.
+
+What the harness does here, and the ranker code does not: choose the training queries and their
+labels, mine hard negatives with other rankers of the config, and refuse every query that an
+evaluation split of a suite using the model contains (by id where the corpora are the same, by
+exact text everywhere). The model's ``data.json`` names every dataset it saw and what was
+removed.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from .cache import fingerprint
+from .errors import ConfigError, DataError
+from .params import as_dict
+
+if TYPE_CHECKING:
+    from .runner import Runner
+
+RECIPE_PREFIX = "recipe:"
+VERSION = 2     # bump when data selection or training changes what a recipe produces
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    """How to train one model. Every field is a bench.toml key of ``[recipes.NAME]``."""
+
+    name: str
+    produces: Literal["cross-encoder"] = "cross-encoder"
+    init: str = "sentence-transformers/all-MiniLM-L6-v2"   # starting encoder (Hub id or folder)
+    layers: tuple[int, ...] = ()         # keep only these encoder layers (e.g. [0, 2, 4]); () = all
+    head: Literal["segment-cosine", "classifier"] = "segment-cosine"
+    max_length: int = 128                # tokens per (query, document) pair while training
+    train: tuple[str, ...] = ()          # datasets whose split's judged queries are training data
+    examples_per_query: dict[str, int] = field(default_factory=dict)   # dataset -> positives used per query (1)
+    max_queries: int = 0                 # > 0: a seeded sample of at most this many queries per dataset
+    dev: str | None = None               # dataset for checkpoint selection (nDCG@10 on reranked candidates)
+    dev_queries: int = 100
+    dev_depth: int = 20
+    miners: tuple[str, ...] = ("bm25s", "minilm")   # rankers whose top mine_depth give hard negatives
+    mine_depth: int = 30
+    negatives: int = 3                   # mined negatives per example
+    loss: Literal["mnrl", "bce", "lambda"] = "mnrl"
+    in_batch_negatives: int = 1          # mnrl: other examples' positives used as extra negatives
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 3e-5
+    warmup: float = 0.1                  # share of steps with a linear warm-up, then linear decay
+    epochs: float = 1.0
+    max_steps: int = 0                   # > 0 overrides epochs
+    eval_steps: int = 0                  # dev evaluation (and checkpoint) every N steps; 0: at the end
+    seed: int = 42
+    lora: bool = False                   # train LoRA adapters (peft) instead of every weight
+    lora_r: int = 8
+    description: str = ""
+
+
+def parse_recipes(tables, datasets, rankers, where: str) -> dict[str, RecipeSpec]:
+    from .config import _keys, _name   # noqa: F401  (shared validation helpers)
+    from .errors import unknown
+    from .params import build_params
+
+    out = {}
+    for name, table in tables.items():
+        w = f"{where} [recipes.{name}]"
+        _name(name, w)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{w}: must be a table")
+        spec = build_params(RecipeSpec, {"name": name, **table}, w)
+        if not spec.train:
+            raise ConfigError(f"{w}: needs train = [datasets...]: the judged queries to learn from")
+        for ds in spec.train + ((spec.dev,) if spec.dev else ()) + tuple(spec.examples_per_query):
+            if ds not in datasets:
+                raise ConfigError(unknown("dataset", ds, datasets, w))
+        for r in spec.miners:
+            if r not in rankers:
+                raise ConfigError(unknown("miner ranker", r, rankers, w))
+        for key in ("mine_depth", "negatives", "batch_size", "grad_accum", "max_length", "dev_queries",
+                    "dev_depth", "lora_r"):
+            if getattr(spec, key) < 1:
+                raise ConfigError(f"{w}: {key} must be at least 1, found {getattr(spec, key)}")
+        if not 0 <= spec.warmup < 1:
+            raise ConfigError(f"{w}: warmup is a share of the steps, in [0, 1), found {spec.warmup}")
+        if spec.lr <= 0:
+            raise ConfigError(f"{w}: lr must be positive, found {spec.lr}")
+        if any(n < 1 for n in spec.examples_per_query.values()):
+            raise ConfigError(f"{w}: examples_per_query values must be at least 1")
+        out[name] = spec
+    return out
+
+
+def recipe_of(params) -> str | None:
+    model = getattr(params, "model", None)
+    if isinstance(model, str) and model.startswith(RECIPE_PREFIX):
+        return model[len(RECIPE_PREFIX):]
+    return None
+
+
+def _norm_text(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().casefold()
+
+
+@dataclass
+class Example:
+    qid: str
+    query: str
+    positive: str
+    negatives: list[str]
+    dataset: str
+
+
+@dataclass
+class TrainingData:
+    examples: list[Example]
+    dev: list[dict]                      # {"query", "positive": [...], "documents": [...]}
+    report: dict                         # what the model saw, for data.json and the report
+
+
+class TrainedModels:
+    """``ctx.models`` for rankers: the identity and the folder of a recipe's model."""
+
+    def __init__(self, runner: "Runner"):
+        self.runner = runner
+        self._identity: dict[str, str] = {}
+
+    @property
+    def config(self):
+        return self.runner.config
+
+    def spec(self, name: str) -> RecipeSpec:
+        from .errors import unknown
+
+        if name not in self.config.recipes:
+            raise ConfigError(unknown("recipe", name, self.config.recipes, str(self.config.path)))
+        return self.config.recipes[name]
+
+    # -- the leakage guard ---------------------------------------------------------------------
+
+    def evaluation_datasets(self, name: str) -> list[str]:
+        """Datasets evaluated by any suite with a ranker whose chain uses this recipe."""
+        users = {r for r, spec in self.config.rankers.items()
+                 if any(recipe_of(s.params) == name for s in self.config.chain(r))}
+        out = []
+        for suite in self.config.suites.values():
+            if users & set(suite.rankers):
+                out += [d for d in suite.datasets if d not in out]
+        return out
+
+    def _guard(self, name: str) -> tuple[dict[str, set[str]], set[str], list[str]]:
+        """(corpus fingerprint -> query ids, normalized query texts, datasets) held out for evaluation."""
+        ids: dict[str, set[str]] = {}
+        texts: set[str] = set()
+        names = self.evaluation_datasets(name)
+        for ds_name in names:
+            ds = self.runner.dataset(ds_name)
+            queries = ds.queries()
+            ids.setdefault(ds.corpus_fingerprint(), set()).update(queries)
+            texts.update(_norm_text(t) for t in queries.values())
+        return ids, texts, names
+
+    # -- identity ------------------------------------------------------------------------------
+
+    def identity(self, name: str) -> str:
+        if name not in self._identity:
+            spec = self.spec(name)
+            from rankers._models import resolve_model
+
+            guard_ids, guard_texts, guard_names = self._guard(name)
+            for ds in spec.train + ((spec.dev,) if spec.dev else ()):
+                self._check_not_evaluated(spec, ds, guard_names)
+            data = {}
+            for ds_name in spec.train + ((spec.dev,) if spec.dev else ()):
+                ds = self.runner.dataset(ds_name)
+                data[ds_name] = {"dataset": ds.fingerprint(),
+                                 "miners": {m: self.runner.chain_fingerprint(m, ds)
+                                            for m in self._miners(spec, ds)}}
+            self._identity[name] = fingerprint({
+                "recipe": {k: v for k, v in as_dict(spec).items() if k not in ("name", "description")},
+                "init": resolve_model(spec.init).identity(),
+                "data": data,
+                "guard": fingerprint({"ids": {k: sorted(v) for k, v in guard_ids.items()},
+                                      "texts": sorted(guard_texts)}),
+                "code": _code_version(),
+            })
+        return self._identity[name]
+
+    def _check_not_evaluated(self, spec: RecipeSpec, ds_name: str, guard_names: list[str]) -> None:
+        ds = self.runner.dataset(ds_name)
+        for other in guard_names:
+            if self.runner.dataset(other).fingerprint() == ds.fingerprint():
+                raise ConfigError(f"[recipes.{spec.name}]: dataset {ds_name} is evaluated by a suite that uses this "
+                                  f"model ({other}); train on another split")
+
+    def _miners(self, spec: RecipeSpec, ds) -> list[str]:
+        found = [m for m in spec.miners if self.runner.applicability(m, ds) is None]
+        if not found:
+            raise ConfigError(f"[recipes.{spec.name}]: none of the miners {list(spec.miners)} can rank {ds.name} "
+                              f"(add one that can, e.g. a published run for a reranking set)")
+        return found
+
+    # -- the model -----------------------------------------------------------------------------
+
+    def entry(self, name: str) -> Path | None:
+        return self.runner.cache.get("models", self.identity(name))
+
+    def path(self, name: str) -> Path:
+        """The trained model's folder, training it first when the cache does not have it."""
+        return self.build(name)[0]
+
+    def build(self, name: str, force: bool = False) -> tuple[Path, dict]:
+        key = self.identity(name)
+        cache = self.runner.cache
+        hit = None if force else cache.get("models", key)
+        if hit is not None:
+            return hit / "model", json.loads((hit / "entry.json").read_text())
+        spec = self.spec(name)
+        workdir = cache.home / "training" / key[:2] / key
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.runner.log(f"training {spec.produces} from recipe {name} (checkpoints in {workdir})")
+        describe = {"what": "trained model", "recipe": name, "produces": spec.produces}
+        t0 = time.perf_counter()
+        data = self.training_data(name)
+        prep_s = time.perf_counter() - t0
+
+        def build(folder: Path):
+            from rankers.train import train_cross_encoder
+
+            result = train_cross_encoder(spec, data, folder / "model", workdir, log=self.runner.log,
+                                         progress=self.runner.ctx.progress)
+            (folder / "data.json").write_text(json.dumps(data.report, indent=1, sort_keys=True) + "\n")
+            (folder / "history.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+            from rankers.train import plot_history
+
+            plot_history(result, folder / "curves.png", title=f"recipe {name}")
+
+        with cache.build("models", key, describe, replace=force) as folder:
+            build(folder)
+            entry_extra = {"data_seconds": round(prep_s, 1)}
+            (folder / "timing.json").write_text(json.dumps(entry_extra) + "\n")
+        return cache.path("models", key) / "model", json.loads((cache.path("models", key) / "entry.json").read_text())
+
+    # -- what the report says about a model -------------------------------------------------------
+
+    def records(self, ranker: str) -> list[dict]:
+        """For each trained model in the ranker's chain: what it saw, how long it took, how to rebuild
+        it. Its history, data and curves are copied to reports/models/RECIPE/ (committed)."""
+        out = []
+        for spec in self.config.chain(ranker):
+            name = recipe_of(spec.params)
+            if name is None:
+                continue
+            path, entry = self.build(name)
+            folder = path.parent
+            history = json.loads((folder / "history.json").read_text())
+            data = json.loads((folder / "data.json").read_text())
+            keep = self.runner.reports / "models" / name
+            keep.mkdir(parents=True, exist_ok=True)
+            import shutil
+
+            from .files import atomic_write_text
+
+            for f in ("history.json", "data.json", "curves.png"):
+                if (folder / f).exists():
+                    shutil.copyfile(folder / f, keep / f)
+            atomic_write_text(keep / "recipe.json", json.dumps(as_dict(self.spec(name)), indent=1) + "\n")
+            out.append({
+                "recipe": name, "ranker": spec.name, "key": entry.get("key", "")[:16],
+                "description": self.spec(name).description,
+                "init": self.spec(name).init, "produces": self.spec(name).produces,
+                "train": {d: {k: v[k] for k in ("source", "split", "queries_used", "examples",
+                                                "refused_by_leakage_guard", "miners")}
+                          for d, v in data["train"].items()},
+                "dev": {k: v for k, v in (data.get("dev") or {}).items() if k != "query_ids"} or None,
+                "evaluated_on": data["evaluated_on"],
+                "steps": history["steps"], "examples": history["examples"],
+                "train_seconds": history["train_seconds"], "device": history["device"],
+                "build_seconds": entry.get("build_seconds"),
+                "start_dev": history.get("start_dev", {}).get("dev_ndcg@10"), "best_dev": history.get("best_metric"),
+                "command": f"rankbench train {spec.name}",
+                "files": f"reports/models/{name}/",
+            })
+        return out
+
+    # -- training data -------------------------------------------------------------------------
+
+    def training_data(self, name: str) -> TrainingData:
+        spec = self.spec(name)
+        guard_ids, guard_texts, guard_names = self._guard(name)
+        rng = random.Random(spec.seed)
+        settings = self.config.settings
+        examples: list[Example] = []
+        report: dict = {"recipe": name, "evaluated_on": guard_names, "train": {}, "dev": None}
+        for ds_name in spec.train:
+            ds = self.runner.dataset(ds_name)
+            queries, qrels = ds.queries(), ds.qrels()
+            fp = ds.corpus_fingerprint()
+            pools = self._pools(spec, ds, settings)
+            per_query = spec.examples_per_query.get(ds_name, 1)
+            level = ds.conventions.rel_level
+            kept, refused, no_positive, no_pool, n_ex = [], [], 0, 0, 0
+            candidates = sorted(qrels)
+            if spec.max_queries and len(candidates) > spec.max_queries:
+                candidates = sorted(random.Random(f"{spec.seed}:{ds_name}:sample").sample(candidates, spec.max_queries))
+            for qid in candidates:
+                if qid not in queries:
+                    continue
+                if qid in guard_ids.get(fp, ()) or _norm_text(queries[qid]) in guard_texts:
+                    refused.append(qid)
+                    continue
+                rel = qrels[qid]
+                top = max(rel.values())
+                positives = sorted(d for d, g in rel.items() if g == top and g >= level and d != qid)
+                if not positives:
+                    no_positive += 1
+                    continue
+                judged_relevant = [d for d, g in rel.items() if g > 0]
+                docs = ds.docs(set(pools.get(qid, [])) | set(judged_relevant))
+                # a corpus may hold the same text under two ids (NFCorpus does): a negative must not be a
+                # copy of a relevant document
+                relevant_texts = {docs[d].joined() for d in judged_relevant}
+                pool = [d for d in pools.get(qid, []) if rel.get(d, 0) <= 0 and d != qid
+                        and docs[d].joined() not in relevant_texts]
+                if len(pool) < spec.negatives:
+                    no_pool += 1
+                    continue
+                kept.append(qid)
+                q_rng = random.Random(f"{spec.seed}:{ds_name}:{qid}")
+                chosen = positives if len(positives) <= per_query else q_rng.sample(positives, per_query)
+                for p in chosen:
+                    negatives = q_rng.sample(pool, spec.negatives)
+                    examples.append(Example(qid, queries[qid], docs[p].joined(),
+                                            [docs[n].joined() for n in negatives], ds_name))
+                    n_ex += 1
+            report["train"][ds_name] = {
+                "source": ds.source, "split": ds.split, "queries_used": len(kept), "examples": n_ex,
+                "refused_by_leakage_guard": len(refused), "refused_ids": refused[:50],
+                "without_positive": no_positive, "without_enough_negatives": no_pool,
+                "miners": self._miners(spec, ds), "positive_rule": f"judged at the query's top grade, >= {level}",
+            }
+        if not examples:
+            raise DataError(f"[recipes.{name}]: no training example survives (see the counts: "
+                            f"{json.dumps(report['train'])})")
+        rng.shuffle(examples)
+        dev = []
+        if spec.dev:
+            dev, report["dev"] = self._dev(spec, guard_ids, guard_texts, settings)
+        report["examples"] = len(examples)
+        return TrainingData(examples=examples, dev=dev, report=report)
+
+    def _pools(self, spec: RecipeSpec, ds, settings) -> dict[str, list[str]]:
+        from .types import ranked
+
+        pools: dict[str, list[str]] = {}
+        for miner in self._miners(spec, ds):
+            run, _, _ = self.runner.get_run(miner, ds, max(spec.mine_depth, 100), _no_latency(settings))
+            for qid, docs in run.items():
+                seen = pools.setdefault(qid, [])
+                for d, _ in ranked(docs)[:spec.mine_depth]:
+                    if d not in seen:
+                        seen.append(d)
+        return pools
+
+    def _dev(self, spec: RecipeSpec, guard_ids, guard_texts, settings):
+        from .types import ranked
+
+        ds = self.runner.dataset(spec.dev)
+        queries, qrels = ds.queries(), ds.qrels()
+        miner = self._miners(spec, ds)[0]
+        run, _, _ = self.runner.get_run(miner, ds, max(spec.dev_depth, 100), _no_latency(settings))
+        fp = ds.corpus_fingerprint()
+        qids = [q for q in sorted(qrels) if q in queries and q in run
+                and q not in guard_ids.get(fp, ()) and _norm_text(queries[q]) not in guard_texts]
+        random.Random(f"{spec.seed}:dev").shuffle(qids)
+        samples, chosen = [], []
+        for qid in qids:
+            level = ds.conventions.rel_level
+            cands = [d for d, _ in ranked(run[qid])[:spec.dev_depth] if d != qid]
+            positives = [d for d, g in qrels[qid].items() if g >= level]
+            if not positives or not set(positives) & set(cands):
+                continue
+            docs = ds.docs(set(cands) | set(positives))
+            samples.append({"query": queries[qid], "positive": [docs[d].joined() for d in positives],
+                            "documents": [docs[d].joined() for d in cands]})
+            chosen.append(qid)
+            if len(samples) >= spec.dev_queries:
+                break
+        return samples, {"dataset": spec.dev, "source": ds.source, "split": ds.split, "queries": len(samples),
+                         "candidates": f"{miner} top {spec.dev_depth}", "query_ids": chosen}
+
+
+def _no_latency(settings):
+    import dataclasses
+
+    return dataclasses.replace(settings, latency_queries=0)
+
+
+def _code_version() -> list[int]:
+    from . import CODE_VERSION
+
+    return [CODE_VERSION, VERSION]
