@@ -68,11 +68,11 @@ def test_training_on_an_evaluated_split_is_an_error(tmp_path):
 
 
 def test_recipe_config_errors_name_the_place():
-    with pytest.raises(ConfigError, match=r"\[recipes.bad\].*unknown parameter 'lerning_rate'.*lr|did you mean"):
+    with pytest.raises(ConfigError, match=r"\[recipes.bad\]: unknown parameter \"lerning_rate\"; known: .*\blr\b"):
         _config('\n[recipes.bad]\ntrain = ["scifact-train"]\nlerning_rate = 1e-5\n')
-    with pytest.raises(ConfigError, match=r"\[recipes.bad\].*dataset 'scifact-tran'"):
+    with pytest.raises(ConfigError, match=r"\[recipes.bad\]: unknown dataset \"scifact-tran\" \(did you mean \"scifact-train\"\?\)"):
         _config('\n[recipes.bad]\ntrain = ["scifact-tran"]\n')
-    with pytest.raises(ConfigError, match=r"\[rankers.x\] model.*recipe 'nope'"):
+    with pytest.raises(ConfigError, match=r"\[rankers.x\] model: unknown recipe \"nope\""):
         _config('\n[rankers.x]\nkind = "cross-encoder"\nmodel = "recipe:nope"\nfirst_stage = "bm25s"\n')
 
 
@@ -116,6 +116,7 @@ def test_ci_sized_recipe_trains_and_beats_its_start_on_held_out_queries(tmp_path
 
     start = ndcg(build_cross_encoder(spec).eval())
     trained = ndcg(load_cross_encoder(str(path), "cpu"))
+    print(f"ci-tiny on 100 held-out SciFact test queries, BM25 top 10: nDCG@10 {start:.4f} -> {trained:.4f}")
     assert trained > start + 0.01, (start, trained)
     # the cache hands the same model to the next run
     again, _ = Runner(config, tmp_path, progress=False).models.build("ci-tiny")
