@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .runner import Runner
 
 RECIPE_PREFIX = "recipe:"
-VERSION = 2     # bump when data selection or training changes what a recipe produces
+VERSION = 3     # bump when data selection or training changes what a recipe produces
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class RecipeSpec:
 
 
 def parse_recipes(tables, datasets, rankers, where: str) -> dict[str, RecipeSpec]:
-    from .config import _keys, _name   # noqa: F401  (shared validation helpers)
+    from .config import _name
     from .errors import unknown
     from .params import build_params
 
@@ -388,8 +388,8 @@ class TrainedModels:
             level = ds.conventions.rel_level
             cands = [d for d, _ in ranked(run[qid])[:spec.dev_depth] if d != qid]
             positives = [d for d, g in qrels[qid].items() if g >= level]
-            if not positives or not set(positives) & set(cands):
-                continue
+            if len(cands) < 2 or not positives or not set(positives) & set(cands):
+                continue      # nothing to rank, or no relevant candidate: the query cannot tell models apart
             docs = ds.docs(set(cands) | set(positives))
             samples.append({"query": queries[qid], "positive": [docs[d].joined() for d in positives],
                             "documents": [docs[d].joined() for d in cands]})

@@ -20,6 +20,8 @@ def _config(extra: str = ""):
 GUARDED = """
 [recipes.guarded]
 train = ["nfcorpus-train", "scifact-train"]
+dev = "nfcorpus-dev"
+dev_queries = 40
 miners = ["bm25s"]
 mine_depth = 10
 
@@ -55,6 +57,10 @@ def test_leakage_guard_refuses_evaluation_queries_by_text(tmp_path):
         assert e.positive in {docs[d].joined() for d, g in rel.items() if g > 0}
         assert not set(e.negatives) & {docs[d].joined() for d, g in rel.items() if g > 0}
         assert len(e.negatives) == 3
+    # dev: held-out NFCorpus dev queries, each with at least two candidates and a relevant one among them
+    assert len(data.dev) == 40 and rep["dev"]["dataset"] == "nfcorpus-dev"
+    assert all(len(s["documents"]) >= 2 and set(s["positive"]) & set(s["documents"]) for s in data.dev)
+    assert not set(rep["dev"]["query_ids"]) & set(runner.dataset("nfcorpus").queries())
     # a different evaluation set is a different model
     other = Runner(_config(GUARDED.replace('datasets = ["nfcorpus", "scifact"]', 'datasets = ["scifact"]')),
                    tmp_path, progress=False)
