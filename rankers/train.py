@@ -69,11 +69,36 @@ def build_cross_encoder(spec: "RecipeSpec"):
     if spec.layers:
         _keep_layers(model[0].auto_model, spec.layers, where)
     if spec.lora:
-        from peft import LoraConfig
+        from peft import LoraConfig, get_peft_model
 
-        model[0].auto_model.add_adapter(LoraConfig(r=spec.lora_r, lora_alpha=2 * spec.lora_r, lora_dropout=0.05,
-                                                   target_modules=["query", "key", "value", "dense"]))
+        # a PeftModel, merged back into plain weights before saving (see train_cross_encoder): the saved
+        # folder is a complete model, not an adapter that would load onto the full-depth base
+        model[0].auto_model = get_peft_model(model[0].auto_model, LoraConfig(
+            r=spec.lora_r, lora_alpha=2 * spec.lora_r, lora_dropout=0.05,
+            target_modules=["query", "key", "value", "dense"]))
     return model
+
+
+def _merge_lora(transformer) -> None:
+    """Fold trained LoRA weights into the layers they adapt and drop the adapters: the saved folder is
+    then a complete model (an adapter folder would load onto the full-depth base model)."""
+    auto = transformer.auto_model
+    if hasattr(auto, "merge_and_unload"):          # still a peft.PeftModel
+        transformer.auto_model = auto.merge_and_unload()
+        return
+    from peft.tuners.lora import LoraLayer
+
+    for name, module in list(auto.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()
+            parent, _, child = name.rpartition(".")
+            setattr(auto.get_submodule(parent) if parent else auto, child, module.get_base_layer())
+    for attr in ("_hf_peft_config_loaded", "peft_config"):
+        if hasattr(auto, attr):
+            try:
+                delattr(auto, attr)
+            except AttributeError:
+                setattr(auto, attr, False if attr.startswith("_") else {})
 
 
 def _dataset(spec: "RecipeSpec", data: "TrainingData"):
@@ -150,8 +175,14 @@ def train_cross_encoder(spec: "RecipeSpec", data: "TrainingData", out: Path, wor
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - t0
     if spec.lora:
-        model[0].auto_model = model[0].auto_model.merge_and_unload() if hasattr(
-            model[0].auto_model, "merge_and_unload") else model[0].auto_model
+        from .crossencoder import score_pairs
+
+        probe = [(e.query, e.positive) for e in data.examples[:8]]
+        before = score_pairs(model, probe, spec.max_length, 8)
+        _merge_lora(model[0])
+        after = score_pairs(model, probe, spec.max_length, 8)
+        if abs(before - after).max() > 1e-3:
+            raise RuntimeError(f"[recipes.{spec.name}]: merging LoRA changed the scores by {abs(before - after).max():g}")
     model.save(str(out))
     history = {
         "recipe": spec.name, "steps": steps, "examples": len(train), "pairs_per_step": per_step * (1 + spec.negatives),

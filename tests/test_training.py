@@ -127,3 +127,17 @@ def test_ci_sized_recipe_trains_and_beats_its_start_on_held_out_queries(tmp_path
     # the cache hands the same model to the next run
     again, _ = Runner(config, tmp_path, progress=False).models.build("ci-tiny")
     assert again == path
+
+
+def test_lora_recipe_saves_a_complete_model(tmp_path):
+    """LoRA adapters are merged (scores unchanged, checked in training) and the folder is a plain
+    model with the recipe's layer subset, not an adapter that would load onto the 6-layer base."""
+    from rankers.crossencoder import load_cross_encoder
+
+    cfg = _config('\n[recipes.lora-tiny]\nlayers = [0, 1]\nmax_length = 64\ntrain = ["scifact-train"]\n'
+                  'max_queries = 16\nminers = ["bm25s"]\nmax_steps = 3\nbatch_size = 4\nlora = true\n')
+    path, _ = Runner(cfg, tmp_path, progress=False).models.build("lora-tiny")
+    assert not [p for p in path.iterdir() if p.name.startswith("adapter")]
+    model = load_cross_encoder(str(path), "cpu")
+    assert len(model[0].auto_model.encoder.layer) == 2
+    assert not any("lora" in n for n, _ in model.named_parameters())
