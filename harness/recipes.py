@@ -134,6 +134,8 @@ class TrainedModels:
     def __init__(self, runner: "Runner"):
         self.runner = runner
         self._identity: dict[str, str] = {}
+        self._guards: dict[str, tuple] = {}
+        self._exported: set[str] = set()
 
     @property
     def config(self):
@@ -160,6 +162,8 @@ class TrainedModels:
 
     def _guard(self, name: str) -> tuple[dict[str, set[str]], set[str], list[str]]:
         """(corpus fingerprint -> query ids, normalized query texts, datasets) held out for evaluation."""
+        if name in self._guards:
+            return self._guards[name]
         ids: dict[str, set[str]] = {}
         texts: set[str] = set()
         names = self.evaluation_datasets(name)
@@ -168,7 +172,8 @@ class TrainedModels:
             queries = ds.queries()
             ids.setdefault(ds.corpus_fingerprint(), set()).update(queries)
             texts.update(_norm_text(t) for t in queries.values())
-        return ids, texts, names
+        self._guards[name] = (ids, texts, names)
+        return self._guards[name]
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -234,21 +239,15 @@ class TrainedModels:
         data = self.training_data(name)
         prep_s = time.perf_counter() - t0
 
-        def build(folder: Path):
-            from rankers.train import train_cross_encoder
-
-            result = train_cross_encoder(spec, data, folder / "model", workdir, log=self.runner.log,
-                                         progress=self.runner.ctx.progress)
-            (folder / "data.json").write_text(json.dumps(data.report, indent=1, sort_keys=True) + "\n")
-            (folder / "history.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-            from rankers.train import plot_history
-
-            plot_history(result, folder / "curves.png", title=f"recipe {name}")
+        from rankers.train import plot_history, train_cross_encoder
 
         with cache.build("models", key, describe, replace=force) as folder:
-            build(folder)
-            entry_extra = {"data_seconds": round(prep_s, 1)}
-            (folder / "timing.json").write_text(json.dumps(entry_extra) + "\n")
+            history = train_cross_encoder(spec, data, folder / "model", workdir, log=self.runner.log,
+                                          progress=self.runner.ctx.progress)
+            (folder / "data.json").write_text(json.dumps(data.report, indent=1, sort_keys=True) + "\n")
+            (folder / "history.json").write_text(json.dumps(history, indent=1, sort_keys=True) + "\n")
+            (folder / "timing.json").write_text(json.dumps({"data_seconds": round(prep_s, 1)}) + "\n")
+            plot_history(history, folder / "curves.png", title=f"recipe {name}")
         return cache.path("models", key) / "model", json.loads((cache.path("models", key) / "entry.json").read_text())
 
     # -- what the report says about a model -------------------------------------------------------
@@ -265,20 +264,12 @@ class TrainedModels:
             folder = path.parent
             history = json.loads((folder / "history.json").read_text())
             data = json.loads((folder / "data.json").read_text())
-            keep = self.runner.reports / "models" / name
-            keep.mkdir(parents=True, exist_ok=True)
-            import shutil
-
-            from .files import atomic_write_text
-
-            for f in ("history.json", "data.json", "curves.png"):
-                if (folder / f).exists():
-                    shutil.copyfile(folder / f, keep / f)
-            atomic_write_text(keep / "recipe.json", json.dumps(as_dict(self.spec(name)), indent=1) + "\n")
+            if name not in self._exported:
+                self._export(name, folder)
+            recipe = self.spec(name)
             out.append({
                 "recipe": name, "ranker": spec.name, "key": entry.get("key", "")[:16],
-                "description": self.spec(name).description,
-                "init": self.spec(name).init, "produces": self.spec(name).produces,
+                "description": recipe.description, "init": recipe.init, "produces": recipe.produces,
                 "train": {d: {k: v[k] for k in ("source", "split", "queries_used", "examples",
                                                 "refused_by_leakage_guard", "miners")}
                           for d, v in data["train"].items()},
@@ -292,6 +283,20 @@ class TrainedModels:
                 "files": f"reports/models/{name}/",
             })
         return out
+
+    def _export(self, name: str, folder: Path) -> None:
+        """Copy the model's history, data and curves to reports/models/NAME/, once per run."""
+        import shutil
+
+        from .files import atomic_write_text
+
+        keep = self.runner.reports / "models" / name
+        keep.mkdir(parents=True, exist_ok=True)
+        for f in ("history.json", "data.json", "curves.png"):
+            if (folder / f).exists():
+                shutil.copyfile(folder / f, keep / f)
+        atomic_write_text(keep / "recipe.json", json.dumps(as_dict(self.spec(name)), indent=1) + "\n")
+        self._exported.add(name)
 
     # -- training data -------------------------------------------------------------------------
 

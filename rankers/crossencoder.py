@@ -21,9 +21,6 @@ if TYPE_CHECKING:
 
     from harness.types import Run
 
-RECIPE_PREFIX = "recipe:"
-
-
 @dataclass(frozen=True)
 class CrossEncoderParams:
     model: str
@@ -105,8 +102,9 @@ class CrossEncoderRanker(PairScorer):
 
     @property
     def recipe(self) -> str | None:
-        m = self.params.model
-        return m[len(RECIPE_PREFIX):] if m.startswith(RECIPE_PREFIX) else None
+        from harness.recipes import recipe_of
+
+        return recipe_of(self.params)
 
     def model_identity(self) -> dict:
         if self._identity is None:

@@ -8,7 +8,6 @@ checkpoint of an interrupted run, and saves a standard sentence-transformers fol
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -221,4 +220,3 @@ def plot_history(history: dict, path: Path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-    json.dumps(history)   # the history must be JSON-serialisable: fail here, not later
