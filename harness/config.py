@@ -313,12 +313,23 @@ def _parse_rankers(tables: Mapping, where: str) -> dict[str, RankerSpec]:
             raise ConfigError(f"{w}: depth needs a first_stage to cut")
         out[name] = RankerSpec(name=name, kind=kind, params=params, first_stage=first_stage,
                                depth=depth, description=description)
-    for name, spec in out.items():   # first stages must not loop
-        seen, cur = [name], spec.first_stage
-        while cur is not None:
-            if cur in seen:
-                raise ConfigError(f"{where} [rankers.{name}]: first_stage forms a cycle: "
-                                  + " -> ".join(seen + [cur]))
-            seen.append(cur)
-            cur = out[cur].first_stage
+    # Edges: a ranker's first stage and the rankers it is built on (a fusion's members).
+    edges: dict[str, tuple[str, ...]] = {}
+    for name, spec in out.items():
+        w = f"{where} [rankers.{name}]"
+        refs = load_kind(spec.kind, w).references(spec.params, w)
+        for r in refs:
+            if r not in out:
+                raise ConfigError(unknown("ranker", r, out, f"{w} members"))
+        edges[name] = ((spec.first_stage,) if spec.first_stage else ()) + tuple(refs)
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            raise ConfigError(f"{where} [rankers.{path[0]}]: rankers form a cycle (first_stage or "
+                              f"members): " + " -> ".join(path + (name,)))
+        for nxt in edges[name]:
+            visit(nxt, path + (name,))
+
+    for name in out:
+        visit(name, ())
     return out

@@ -15,13 +15,13 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from . import CODE_VERSION
 from .cache import Cache, fingerprint
 from .config import Config, Settings, SuiteSpec
 from .data import Dataset, open_dataset
-from .errors import RankbenchError
+from .errors import ConfigError, RankbenchError
 from .files import atomic_write_text
 from .measures import evaluate
 from .memory import PeakMemory
@@ -94,13 +94,15 @@ class Runner:
 
         self.models = TrainedModels(self)
         self.ctx = Context(cache=self.cache, root=config.root, seed=config.settings.seed, progress=progress,
-                           threads=threads, models=self.models)
+                           threads=threads, models=self.models, chains=self)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self._instances: dict[str, object] = {}
         self._datasets: dict[str, Dataset] = {}
         self._prepared: set[tuple[str, str]] = set()
         self._provenance: dict | None = None
         self._fingerprints: dict[tuple[str, str], str] = {}   # (ranker, dataset) -> chain fingerprint
+        self._settings: Settings = config.settings   # the suite's, while a cell runs
+        self._live = 0                               # > 0 inside live_rank: nothing comes from the cache
 
     # -- building blocks -------------------------------------------------------------------------
 
@@ -168,16 +170,50 @@ class Runner:
         """Rank through the whole chain, nothing cached: what serving one request costs."""
         spec = self.config.ranker(ranker)
         candidates = None
-        if spec.first_stage is not None:
-            first = self.live_rank(spec.first_stage, dataset, queries,
-                                   self._first_stage_k(spec.depth, settings), settings)
-            candidates = top_k(first, spec.depth)
-        return self.instance(ranker).rank(queries, candidates, k)
+        self._live += 1
+        try:
+            if spec.first_stage is not None:
+                first = self.live_rank(spec.first_stage, dataset, queries,
+                                       self._first_stage_k(spec.depth, settings), settings)
+                candidates = top_k(first, spec.depth)
+            return self.instance(ranker).rank(queries, candidates, k)
+        finally:
+            self._live -= 1
+
+    # -- for rankers built on other rankers (fusion) -----------------------------------------------
+
+    def member_run(self, ranker: str, dataset: Dataset, queries: Mapping[str, str], k: int) -> tuple[Run, float]:
+        """Another ranker's run for these queries and the seconds it costs: live inside a latency
+        measurement, otherwise from the cache (its own cost as recorded when it ran)."""
+        if self._live:
+            self.prepare(ranker, dataset)   # its run may have come from the cache, unprepared
+            t0 = time.perf_counter()
+            run = self.live_rank(ranker, dataset, dict(queries), k, self._settings)
+            return run, time.perf_counter() - t0
+        run, eff, _ = self.get_run(ranker, dataset, k, self._settings)
+        spent = 0.0 if eff.get("precomputed") else eff.get("pipeline_rank_s", eff["rank_s"])
+        return {q: run.get(q, {}) for q in queries}, spent
+
+    def member_rerank(self, ranker: str, dataset: Dataset, queries: Mapping[str, str],
+                      candidates: Run) -> tuple[Run, float]:
+        """Another ranker's final stage scoring given candidates (all of them)."""
+        inst = self.instance(ranker)
+        if not inst.reranks:
+            raise ConfigError(f"ranker {ranker} ({inst.kind}) cannot score given candidates, so it "
+                              f"cannot be a fusion member that reranks")
+        if (ranker, dataset.name) not in self._prepared:
+            inst.prepare(dataset, reranking=True)
+            self._prepared.add((ranker, dataset.name))
+        depth = max((len(v) for v in candidates.values()), default=1)
+        t0 = time.perf_counter()
+        run = inst.rank(queries, candidates, depth)
+        return run, time.perf_counter() - t0
 
     # -- runs --------------------------------------------------------------------------------------
 
     def get_run(self, ranker: str, dataset: Dataset, k: int, settings: Settings) -> tuple[Run, dict, str]:
         """The ranker's run on the dataset (cached or computed now), its efficiency, and how."""
+        self._settings = settings
         key = self.run_key(ranker, dataset, k)
         hit = None if self.force else self.cache.get("runs", key)
         if hit is not None:
@@ -199,6 +235,7 @@ class Runner:
             rank_s = time.perf_counter() - t0
             check_run(run, queries, candidates, k, f"ranker {ranker} ({spec.kind})")
             stats = inst.run_stats()
+            rank_s = stats.pop("rank_s", rank_s)   # a fusion reports its members' time, not the cache's
             latency = None
             if not inst.precomputed and settings.latency_queries > 0:
                 latency = self.measure_latency(ranker, dataset, k, settings)

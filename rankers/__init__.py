@@ -12,6 +12,7 @@ KINDS: dict[str, str] = {
     "bm25": "rankers.bm25:BM25",
     "bi-encoder": "rankers.biencoder:BiEncoder",
     "cross-encoder": "rankers.crossencoder:CrossEncoderRanker",
+    "fusion": "rankers.fusion:Fusion",
     "run": "rankers.runfile:RunFile",
     "oracle": "rankers.sanity:Oracle",
     "random": "rankers.sanity:Random",

@@ -50,6 +50,7 @@ class Context:
     progress: bool = True
     threads: int = 0          # 0: the library's default (all cores)
     models: Any = None        # resolves "recipe:NAME" model references (harness.recipes.TrainedModels)
+    chains: Any = None        # the runner: other rankers' runs and instances, for kinds built on them (fusion)
 
 
 def require(module: str, extra: str, what: str):
@@ -96,6 +97,11 @@ class Ranker:
         own fingerprint (queries, qrels, corpus), which the harness adds."""
         params = {k: v for k, v in as_dict(self.params).items() if k not in self.OPERATIONAL}
         return {"kind": self.kind, "version": self.VERSION, "params": params, **self.model_identity()}
+
+    @classmethod
+    def references(cls, params: Any, where: str) -> tuple[str, ...]:
+        """Names of other bench.toml rankers this one is built on (checked to exist, no cycles)."""
+        return ()
 
     def model_identity(self) -> dict:
         """Hashes of model files, for rankers that load one."""

@@ -86,7 +86,7 @@ def test_first_stage_rules():
         parse(rankers={"x": {"kind": "random", "depth": 10}})
     with pytest.raises(ConfigError, match="kind 'run' cannot rerank"):
         parse(rankers={"bm25": {"kind": "bm25"}, "x": {"kind": "run", "run": "bm25", "first_stage": "bm25"}})
-    with pytest.raises(ConfigError, match="first_stage forms a cycle: a -> b -> a"):
+    with pytest.raises(ConfigError, match="form a cycle .*: a -> b -> a"):
         parse(rankers={"a": {"kind": "random", "first_stage": "b"}, "b": {"kind": "random", "first_stage": "a"}})
     with pytest.raises(ConfigError, match="depth must be a positive integer"):
         parse(rankers={"bm25": {"kind": "bm25"}, "x": {"kind": "random", "first_stage": "bm25", "depth": 0}})

@@ -1,0 +1,128 @@
+"""Score fusion: a weighted sum of other rankers' per-query normalised scores (CombSUM), or
+reciprocal rank fusion.
+
+As a retriever (no first_stage) it fuses its members' runs, each member a whole chain from
+bench.toml; the runner hands over cached runs, so fusing costs nothing new, and the time reported
+is the members' own. Given candidates (a first_stage, or a recipe asking a fused teacher for
+scores on training candidates) each member's final stage scores those candidates.
+
+    [rankers.teacher]
+    kind = "fusion"
+    members = { ce-rerank-bm25 = 1.0, minilm-rerank-bm25 = 1.0 }
+    normalize = "zscore"        # zscore | minmax | rrf
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+from harness.errors import ConfigError
+from harness.types import Run, ranked
+
+from .base import Footprint, Ranker
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    members: dict[str, float] = field(default_factory=dict)   # ranker name -> weight
+    normalize: Literal["zscore", "minmax", "rrf"] = "zscore"
+    rrf_k: int = 60
+
+
+def normalise(scores: Mapping[str, float], how: str, rrf_k: int = 60) -> dict[str, float]:
+    """One query's scores on a common scale."""
+    if not scores:
+        return {}
+    if how == "rrf":
+        return {d: 1.0 / (rrf_k + i) for i, (d, _) in enumerate(ranked(scores), 1)}
+    values = list(scores.values())
+    if how == "minmax":
+        lo, hi = min(values), max(values)
+        return {d: (s - lo) / (hi - lo) if hi > lo else 0.0 for d, s in scores.items()}
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    return {d: (s - mean) / std if std > 0 else 0.0 for d, s in scores.items()}
+
+
+def fuse(runs: Mapping[str, Run], weights: Mapping[str, float], how: str, k: int, rrf_k: int = 60) -> Run:
+    """Weighted sum of normalised scores per query. A document missing from a member's list takes
+    that member's lowest normalised score for the query (0 under rrf): it ranked below them all."""
+    qids = dict.fromkeys(q for run in runs.values() for q in run)
+    out: Run = {}
+    for qid in qids:
+        total: dict[str, float] = {}
+        per_member = []
+        for name, run in runs.items():
+            norm = normalise(run.get(qid, {}), how, rrf_k)
+            floor = 0.0 if how == "rrf" or not norm else min(norm.values())
+            per_member.append((weights[name], norm, floor))
+            for d in norm:
+                total.setdefault(d, 0.0)
+        for w, norm, floor in per_member:
+            for d in total:
+                total[d] += w * norm.get(d, floor)
+        out[qid] = dict(ranked(total)[:k])
+    return out
+
+
+class Fusion(Ranker):
+    kind = "fusion"
+    Params = FusionParams
+    reranks = True
+
+    @classmethod
+    def references(cls, params: FusionParams, where: str) -> tuple[str, ...]:
+        if not params.members:
+            raise ConfigError(f"{where}: members must name at least one ranker, with its weight")
+        for name, w in params.members.items():
+            if w <= 0:
+                raise ConfigError(f"{where}: members.{name} weight must be > 0, found {w}")
+        if params.rrf_k < 1:
+            raise ConfigError(f"{where}: rrf_k must be >= 1, found {params.rrf_k}")
+        return tuple(params.members)
+
+    def _chains(self):
+        chains = self.ctx.chains
+        if chains is None:
+            raise RuntimeError("a fusion ranker needs the harness runner (Context.chains) to reach its members")
+        return chains
+
+    def fingerprint_inputs(self, dataset) -> dict:
+        base = super().fingerprint_inputs(dataset)
+        chains = self._chains()
+        base["members"] = {m: chains.chain_fingerprint(m, dataset) for m in self.params.members}
+        return base
+
+    def prepare(self, dataset, reranking=False):
+        super().prepare(dataset, reranking)
+        self._stats: dict = {}
+
+    def rank(self, queries: Mapping[str, str], candidates: Run | None, k: int) -> Run:
+        chains = self._chains()
+        runs: dict[str, Run] = {}
+        spent: dict[str, float] = {}
+        for name in self.params.members:
+            if candidates is None:
+                runs[name], spent[name] = chains.member_run(name, self.dataset, queries, k)
+            else:
+                runs[name], spent[name] = chains.member_rerank(name, self.dataset, queries, candidates)
+        self._stats = {"rank_s": round(sum(spent.values()), 4),
+                       "fusion": {"normalize": self.params.normalize,
+                                  "members": {m: {"weight": self.params.members[m], "rank_s": round(s, 4)}
+                                              for m, s in spent.items()}}}
+        fused = fuse(runs, self.params.members, self.params.normalize, k, self.params.rrf_k)
+        return {qid: fused.get(qid, {}) for qid in queries}
+
+    def run_stats(self) -> dict:
+        return dict(getattr(self, "_stats", {}))
+
+    def footprint(self) -> Footprint:
+        chains = self._chains()
+        prints = [chains.instance(s.name).footprint() for m in self.params.members
+                  for s in chains.config.chain(m)]
+        devices = sorted({p.device for p in prints})
+        return Footprint(index_bytes=sum(p.index_bytes for p in prints),
+                         model_bytes=sum(p.model_bytes for p in prints),
+                         params=sum(p.params for p in prints),
+                         dtype=",".join(sorted({p.dtype for p in prints if p.dtype})) or None,
+                         device=",".join(devices) or "cpu")
