@@ -99,6 +99,22 @@ class Config:
             raise ConfigError(unknown("dataset", name, self.datasets, str(self.path)))
         return self.datasets[name]
 
+    def closure(self, ranker: str) -> list[RankerSpec]:
+        """The ranker and every ranker it is built on: first stages and members (fusion), each once."""
+        from rankers import load_kind
+
+        out: list[RankerSpec] = []
+        todo = [ranker]
+        while todo:
+            name = todo.pop(0)
+            if any(s.name == name for s in out):
+                continue
+            spec = self.ranker(name)
+            out.append(spec)
+            todo += ([spec.first_stage] if spec.first_stage else [])
+            todo += list(load_kind(spec.kind).references(spec.params, name))
+        return out
+
     def chain(self, ranker: str) -> list[RankerSpec]:
         """The ranker and its first stages, outermost first."""
         out, name = [], ranker

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 RECIPE_PREFIX = "recipe:"
 VERSION = 3     # bump when data selection or training changes what a recipe produces
+DISTILL_TERMS = ("margin_mse", "listwise", "contrastive")   # see rankers.distill
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,13 @@ class RecipeSpec:
     miners: tuple[str, ...] = ("bm25s", "minilm")   # rankers whose top mine_depth give hard negatives
     mine_depth: int = 30
     negatives: int = 3                   # mined negatives per example
-    loss: Literal["mnrl", "bce", "lambda"] = "mnrl"
-    in_batch_negatives: int = 1          # mnrl: other examples' positives used as extra negatives
+    loss: Literal["mnrl", "bce", "lambda", "distill"] = "mnrl"
+    in_batch_negatives: int = 1          # mnrl, distill: other examples' positives used as extra negatives
+    teacher: str | None = None           # distill: a ranker of bench.toml that scores every example's documents
+    distill_weights: dict[str, float] = field(
+        default_factory=lambda: {"margin_mse": 0.6, "listwise": 0.2, "contrastive": 0.2})
+    temperature: float = 1.0             # distill: softmax temperature of the listwise term
+    teacher_norm: Literal["zscore", "none"] = "zscore"   # distill: per-query scale of the teacher's scores
     batch_size: int = 8
     grad_accum: int = 1
     lr: float = 3e-5
@@ -87,6 +93,21 @@ def parse_recipes(tables, datasets, rankers, where: str) -> dict[str, RecipeSpec
         for r in spec.miners:
             if r not in rankers:
                 raise ConfigError(unknown("miner ranker", r, rankers, w))
+        if (spec.loss == "distill") != (spec.teacher is not None):
+            raise ConfigError(f"{w}: loss = \"distill\" and teacher = \"RANKER\" go together "
+                              f"(found loss {spec.loss!r}, teacher {spec.teacher!r})")
+        if spec.teacher is not None:
+            if spec.teacher not in rankers:
+                raise ConfigError(unknown("teacher ranker", spec.teacher, rankers, w))
+            for term, weight in spec.distill_weights.items():
+                if term not in DISTILL_TERMS:
+                    raise ConfigError(unknown("distill_weights term", term, DISTILL_TERMS, w))
+                if weight < 0:
+                    raise ConfigError(f"{w}: distill_weights.{term} must be >= 0, found {weight}")
+            if not any(spec.distill_weights.values()):
+                raise ConfigError(f"{w}: distill_weights needs at least one positive weight")
+            if spec.temperature <= 0:
+                raise ConfigError(f"{w}: temperature must be positive, found {spec.temperature}")
         for key in ("mine_depth", "negatives", "batch_size", "grad_accum", "max_length", "dev_queries",
                     "dev_depth", "lora_r"):
             if getattr(spec, key) < 1:
@@ -119,6 +140,8 @@ class Example:
     positive: str
     negatives: list[str]
     dataset: str
+    doc_ids: list[str] = field(default_factory=list)     # the positive's id, then the negatives'
+    scores: list[float] | None = None                    # the teacher's, same order (distillation)
 
 
 @dataclass
@@ -152,12 +175,33 @@ class TrainedModels:
 
     def evaluation_datasets(self, name: str) -> list[str]:
         """Datasets evaluated by any suite with a ranker whose chain uses this recipe."""
-        users = {r for r, spec in self.config.rankers.items()
-                 if any(recipe_of(s.params) == name for s in self.config.chain(r))}
+        users = {r for r in self.config.rankers if name in self.recipes_in(r)}
         out = []
         for suite in self.config.suites.values():
             if users & set(suite.rankers):
                 out += [d for d in suite.datasets if d not in out]
+        return out
+
+    def recipes_in(self, ranker: str) -> list[str]:
+        """Recipes a ranker's output depends on: in its chain, its fusion members, and the teachers
+        of those, transitively. A teacher's guard covers its students' evaluation sets too."""
+        out: list[str] = []
+
+        def add(recipe: str) -> None:
+            if recipe in out:
+                return
+            out.append(recipe)
+            teacher = self.spec(recipe).teacher
+            if teacher is not None:
+                for s in self.config.closure(teacher):
+                    used = recipe_of(s.params)
+                    if used is not None:
+                        add(used)
+
+        for s in self.config.closure(ranker):
+            used = recipe_of(s.params)
+            if used is not None:
+                add(used)
         return out
 
     def _guard(self, name: str) -> tuple[dict[str, set[str]], set[str], list[str]]:
@@ -191,8 +235,10 @@ class TrainedModels:
                 data[ds_name] = {"dataset": ds.fingerprint(),
                                  "miners": {m: self.runner.chain_fingerprint(m, ds)
                                             for m in self._miners(spec, ds)}}
+                if spec.teacher is not None and ds_name in spec.train:
+                    data[ds_name]["teacher"] = self.runner.chain_fingerprint(spec.teacher, ds)
             self._identity[name] = fingerprint({
-                "recipe": {k: v for k, v in as_dict(spec).items() if k not in ("name", "description")},
+                "recipe": _recipe_identity(spec),
                 "init": resolve_model(spec.init).identity(),
                 "data": data,
                 "guard": fingerprint({"ids": {k: sorted(v) for k, v in guard_ids.items()},
@@ -256,10 +302,9 @@ class TrainedModels:
         """For each trained model in the ranker's chain: what it saw, how long it took, how to rebuild
         it. Its history, data and curves are copied to reports/models/RECIPE/ (committed)."""
         out = []
-        for spec in self.config.chain(ranker):
-            name = recipe_of(spec.params)
-            if name is None:
-                continue
+        for name in self.recipes_in(ranker):
+            users = [s for s in self.config.closure(ranker) if recipe_of(s.params) == name]
+            spec = users[0] if users else self.config.ranker(ranker)
             path, entry = self.build(name)
             folder = path.parent
             history = json.loads((folder / "history.json").read_text())
@@ -346,14 +391,19 @@ class TrainedModels:
                 for p in chosen:
                     negatives = q_rng.sample(pool, spec.negatives)
                     examples.append(Example(qid, queries[qid], docs[p].joined(),
-                                            [docs[n].joined() for n in negatives], ds_name))
+                                            [docs[n].joined() for n in negatives], ds_name, [p] + negatives))
                     n_ex += 1
+            if spec.teacher is not None:
+                self._teacher_scores(spec, ds, [e for e in examples if e.dataset == ds_name])
             report["train"][ds_name] = {
                 "source": ds.source, "split": ds.split, "queries_used": len(kept), "examples": n_ex,
                 "refused_by_leakage_guard": len(refused), "refused_ids": refused[:50],
                 "without_positive": no_positive, "without_enough_negatives": no_pool,
                 "miners": self._miners(spec, ds), "positive_rule": f"judged at the query's top grade, >= {level}",
             }
+        if spec.teacher is not None:
+            report["teacher"] = {"ranker": spec.teacher, "weights": spec.distill_weights,
+                                 "temperature": spec.temperature}
         if not examples:
             raise DataError(f"[recipes.{name}]: no training example survives (see the counts: "
                             f"{json.dumps(report['train'])})")
@@ -363,6 +413,48 @@ class TrainedModels:
             dev, report["dev"] = self._dev(spec, guard_ids, guard_texts, settings)
         report["examples"] = len(examples)
         return TrainingData(examples=examples, dev=dev, report=report)
+
+    def _teacher_scores(self, spec: RecipeSpec, ds, examples: list[Example]) -> None:
+        """The teacher's score for every document of every example, computed once per (teacher,
+        dataset, candidate set) and kept in the cache."""
+        import gzip
+
+        candidates: dict[str, dict[str, float]] = {}
+        for e in examples:
+            candidates.setdefault(e.qid, {}).update({d: 0.0 for d in e.doc_ids})
+        if not candidates:
+            return
+        key = fingerprint({"teacher": self.runner.chain_fingerprint(spec.teacher, ds), "dataset": ds.fingerprint(),
+                           "candidates": {q: sorted(v) for q, v in sorted(candidates.items())},
+                           "code": _code_version()})
+        cache = self.runner.cache
+        hit = cache.get("teacher-scores", key)
+        if hit is None:
+            queries = ds.queries()
+            pairs = sum(len(v) for v in candidates.values())
+            self.runner.log(f"teacher {spec.teacher} scoring {pairs} pairs of {len(candidates)} {ds.name} queries")
+            run, seconds = self.runner.member_rerank(spec.teacher, ds, {q: queries[q] for q in candidates},
+                                                     candidates)
+            missing = [(q, d) for q, v in candidates.items() for d in v if d not in run.get(q, {})]
+            if missing:
+                raise DataError(f"[recipes.{spec.name}]: teacher {spec.teacher} left {len(missing)} of the "
+                                f"{pairs} candidates unscored (e.g. {missing[0]}); a teacher must score all it is given")
+            describe = {"what": "teacher scores", "teacher": spec.teacher, "dataset": ds.name, "pairs": pairs,
+                        "seconds": round(seconds, 1)}
+            with cache.build("teacher-scores", key, describe) as folder:
+                with gzip.open(folder / "scores.json.gz", "wt") as f:
+                    json.dump(run, f)
+            hit = cache.path("teacher-scores", key)
+        with gzip.open(hit / "scores.json.gz", "rt") as f:
+            scores = json.load(f)
+        if spec.teacher_norm == "zscore":
+            # scale-free targets: a bi-encoder's cosines differ by hundredths, a cross-encoder's logits by
+            # units; the student learns the teacher's preferences in units of its spread per query
+            from rankers.fusion import normalise
+
+            scores = {q: normalise(v, "zscore") for q, v in scores.items()}
+        for e in examples:
+            e.scores = [float(scores[e.qid][d]) for d in e.doc_ids]
 
     def _pools(self, spec: RecipeSpec, ds, settings) -> dict[str, list[str]]:
         from .types import ranked
@@ -403,6 +495,15 @@ class TrainedModels:
                 break
         return samples, {"dataset": spec.dev, "source": ds.source, "split": ds.split, "queries": len(samples),
                          "candidates": f"{miner} top {spec.dev_depth}", "query_ids": chosen}
+
+
+def _recipe_identity(spec: RecipeSpec) -> dict:
+    """The recipe's fields that decide the model. Distillation's fields count only when it distils,
+    so recipes written before they existed keep their cache keys."""
+    skip = {"name", "description"}
+    if spec.teacher is None:
+        skip |= {"teacher", "distill_weights", "temperature", "teacher_norm"}
+    return {k: v for k, v in as_dict(spec).items() if k not in skip}
 
 
 def _no_latency(settings):

@@ -132,6 +132,13 @@ class Runner:
             inner = self.applicability(spec.first_stage, dataset)
             if inner is not None:
                 reason = f"first stage {spec.first_stage}: {inner}"
+        if reason is None:
+            from rankers import load_kind
+
+            for member in load_kind(spec.kind).references(spec.params, ranker):
+                inner = self.applicability(member, dataset)
+                if inner is not None:
+                    return f"member {member}: {inner}"
         return reason
 
     def chain_fingerprint(self, ranker: str, dataset: Dataset) -> str:

@@ -104,10 +104,14 @@ def _dataset(spec: "RecipeSpec", data: "TrainingData"):
     from datasets import Dataset   # Hugging Face datasets (rankbench's datasets/ folder is data only)
 
     ex = data.examples
-    if spec.loss == "mnrl":
+    if spec.loss in ("mnrl", "distill"):
         cols = {"query": [e.query for e in ex], "positive": [e.positive for e in ex]}
         for i in range(spec.negatives):
             cols[f"negative_{i + 1}"] = [e.negatives[i] for e in ex]
+        if spec.loss == "distill":
+            if any(e.scores is None for e in ex):
+                raise ValueError(f"[recipes.{spec.name}]: distillation needs the teacher's scores on every example")
+            cols["label"] = [list(e.scores) for e in ex]
     elif spec.loss == "lambda":
         cols = {"query": [e.query for e in ex], "docs": [[e.positive] + e.negatives for e in ex],
                 "labels": [[1.0] + [0.0] * len(e.negatives) for e in ex]}
@@ -129,6 +133,10 @@ def _loss(spec: "RecipeSpec", model):
         # scores are already scaled logits: no sigmoid, no extra scale
         return losses.MultipleNegativesRankingLoss(model, num_negatives=spec.in_batch_negatives, scale=1.0,
                                                    activation_fn=torch.nn.Identity())
+    if spec.loss == "distill":
+        from .distill import CrossEncoderDistillLoss
+
+        return CrossEncoderDistillLoss(model, spec.distill_weights, spec.temperature, spec.in_batch_negatives)
     if spec.loss == "lambda":
         return losses.LambdaLoss(model, mini_batch_size=spec.batch_size * (1 + spec.negatives))
     return losses.BinaryCrossEntropyLoss(model)
