@@ -51,6 +51,7 @@ class SuiteSpec:
     extra_measures: tuple[str, ...] = ()
     baseline: str | None = None
     settings: Settings = Settings()
+    students: Mapping[str, str] = field(default_factory=dict)   # distilled ranker -> its teacher's row
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def parse_config(raw: Mapping, path: Path) -> Config:
         w = f"{where} [suites.{name}]"
         _name(name, w)
         _keys(table, {"rankers", "datasets", "description", "measures", "extra_measures", "baseline",
-                      "settings"}, w)
+                      "settings", "students"}, w)
         for key in ("rankers", "datasets"):
             if key not in table:
                 raise ConfigError(f"{w}: needs {key} = [...]")
@@ -242,9 +243,17 @@ def parse_config(raw: Mapping, path: Path) -> Config:
         if baseline is not None and baseline not in rs:
             raise ConfigError(unknown("baseline ranker (it must be one of the suite's rankers)",
                                       str(baseline), rs, w))
+        students = table.get("students", {})
+        if not isinstance(students, Mapping):
+            raise ConfigError(f"{w} students: must be a table {{student ranker = \"teacher ranker\"}}")
+        for student, teacher in students.items():
+            for role, r in (("student", student), ("teacher", teacher)):
+                if r not in rs:
+                    raise ConfigError(unknown(f"{role} ranker (it must be one of the suite's rankers)",
+                                              str(r), rs, f"{w} students"))
         suites[name] = SuiteSpec(name=name, rankers=rs, datasets=dss, description=table.get("description", ""),
                                  measures=per_ds, default_measures=default, extra_measures=extra,
-                                 baseline=baseline,
+                                 baseline=baseline, students=dict(students),
                                  settings=_settings(table.get("settings", {}), f"{w} settings", settings))
 
     check_raw = raw.get("check", {})

@@ -214,6 +214,7 @@ def render(config: Config, results: SuiteResults) -> str:
                               "max_length tokens." if trunc else "") + "\n")
         _not_applicable(w, suite, results, d)
 
+    _distillation(w, suite, results)
     _trained_models(w, suite, results)
 
     # -- reproduce ---------------------------------------------------------------------------------
@@ -241,6 +242,40 @@ def render(config: Config, results: SuiteResults) -> str:
         w("- packages: " + ", ".join(f"{k} {v}" for k, v in sorted(pkgs.items())))
     w("")
     return "\n".join(out)
+
+
+KEEP, SPEEDUP = 0.97, 4.0     # issue 3's bar for a distilled student
+
+
+def _distillation(w, suite, results: SuiteResults) -> None:
+    """Each student beside its teacher: share of the teacher's effectiveness kept, and throughput."""
+    rows = []
+    for student, teacher in suite.students.items():
+        for d in suite.datasets:
+            s, t = results.ok(student, d), results.ok(teacher, d)
+            if s is None or t is None:
+                continue
+            m = next(iter(t["measures"]["aggregate"]))
+            sv, tv = s["measures"]["aggregate"][m], t["measures"]["aggregate"][m]
+            sp, tp = s["efficiency"].get("pairs_per_s"), t["efficiency"].get("pairs_per_s")
+            kept = sv / tv if tv else None
+            speed = sp / tp if sp and tp else None
+            ok = kept is not None and speed is not None and kept >= KEEP and speed >= SPEEDUP
+            rows.append(f"| {student} | {teacher} | {d} | {m} | {_num(tv)} | {_num(sv)} | "
+                        f"{'—' if kept is None else f'{100 * kept:.1f}%'} | {_sig(tp)} | {_sig(sp)} | "
+                        f"{'—' if speed is None else f'{speed:.1f}x'} | {'yes' if ok else 'no'} |")
+    if not rows:
+        return
+    w("## Distillation\n")
+    w(f"Each student beside the teacher it learnt from, on the same candidates. Kept: the student's share of "
+      f"the teacher's figure; speed-up: pairs scored per second, student over teacher, measured in this run on "
+      f"this machine. The bar: at least {100 * KEEP:.0f}% kept at {SPEEDUP:g}x or more.\n")
+    w("| student | teacher | dataset | measure | teacher | student | kept | teacher pairs/s | student pairs/s | "
+      "speed-up | meets the bar |")
+    w("|---|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for row in rows:
+        w(row)
+    w("")
 
 
 def _trained_models(w, suite, results: SuiteResults) -> None:

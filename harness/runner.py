@@ -189,17 +189,16 @@ class Runner:
 
     # -- for rankers built on other rankers (fusion) -----------------------------------------------
 
-    def member_run(self, ranker: str, dataset: Dataset, queries: Mapping[str, str], k: int) -> tuple[Run, float]:
-        """Another ranker's run for these queries and the seconds it costs: live inside a latency
-        measurement, otherwise from the cache (its own cost as recorded when it ran)."""
+    def member_run(self, ranker: str, dataset: Dataset, queries: Mapping[str, str], k: int) -> tuple[Run, dict]:
+        """Another ranker's run for these queries and what it cost: live inside a latency measurement,
+        otherwise from the cache with the efficiency recorded when it ran."""
         if self._live:
             self.prepare(ranker, dataset)   # its run may have come from the cache, unprepared
             t0 = time.perf_counter()
             run = self.live_rank(ranker, dataset, dict(queries), k, self._settings)
-            return run, time.perf_counter() - t0
+            return run, {"rank_s": time.perf_counter() - t0}
         run, eff, _ = self.get_run(ranker, dataset, k, self._settings)
-        spent = 0.0 if eff.get("precomputed") else eff.get("pipeline_rank_s", eff["rank_s"])
-        return {q: run.get(q, {}) for q in queries}, spent
+        return {q: run.get(q, {}) for q in queries}, eff
 
     def member_rerank(self, ranker: str, dataset: Dataset, queries: Mapping[str, str],
                       candidates: Run) -> tuple[Run, float]:
@@ -214,7 +213,7 @@ class Runner:
         depth = max((len(v) for v in candidates.values()), default=1)
         t0 = time.perf_counter()
         run = inst.rank(queries, candidates, depth)
-        return run, time.perf_counter() - t0
+        return run, {"rank_s": time.perf_counter() - t0, "pairs": sum(len(v) for v in candidates.values())}
 
     # -- runs --------------------------------------------------------------------------------------
 

@@ -100,18 +100,33 @@ class Fusion(Ranker):
     def rank(self, queries: Mapping[str, str], candidates: Run | None, k: int) -> Run:
         chains = self._chains()
         runs: dict[str, Run] = {}
-        spent: dict[str, float] = {}
+        costs: dict[str, dict] = {}
         for name in self.params.members:
             if candidates is None:
-                runs[name], spent[name] = chains.member_run(name, self.dataset, queries, k)
+                runs[name], costs[name] = chains.member_run(name, self.dataset, queries, k)
             else:
-                runs[name], spent[name] = chains.member_rerank(name, self.dataset, queries, candidates)
-        self._stats = {"rank_s": round(sum(spent.values()), 4),
-                       "fusion": {"normalize": self.params.normalize,
-                                  "members": {m: {"weight": self.params.members[m], "rank_s": round(s, 4)}
-                                              for m, s in spent.items()}}}
+                runs[name], costs[name] = chains.member_rerank(name, self.dataset, queries, candidates)
+        self._stats = self._cost(costs, len(queries))
         fused = fuse(runs, self.params.members, self.params.normalize, k, self.params.rrf_k)
         return {qid: fused.get(qid, {}) for qid in queries}
+
+    def _cost(self, costs: dict[str, dict], n: int) -> dict:
+        """What fusing cost: each member's own ranking stage, and the first stages they share once."""
+        stage = sum(0.0 if c.get("precomputed") else c["rank_s"] for c in costs.values())
+        firsts = {c["first_stage"]["ranker"]: (0.0 if c["first_stage"]["precomputed"] else c["first_stage"]["rank_s"])
+                  for c in costs.values() if c.get("first_stage")}
+        pipeline = stage + sum(firsts.values())
+        pairs = max((c.get("pairs", 0) for c in costs.values()), default=0)
+        stats = {"rank_s": round(stage, 4),
+                 "fusion": {"normalize": self.params.normalize,
+                            "members": {m: {"weight": self.params.members[m], "rank_s": round(c["rank_s"], 4)}
+                                        for m, c in costs.items()}}}
+        if firsts:
+            stats.update(pipeline_rank_s=round(pipeline, 4),
+                         pipeline_qps=round(n / pipeline, 3) if pipeline > 0 else None)
+        if pairs and stage > 0:
+            stats.update(pairs=pairs, pairs_per_s=round(pairs / stage, 2))
+        return stats
 
     def run_stats(self) -> dict:
         return dict(getattr(self, "_stats", {}))

@@ -59,6 +59,9 @@ def test_fusion_sits_between_its_members_and_reuses_their_cached_runs(fusion_con
     assert set(members) == {"orc", "rnd"} and eff["rank_s"] == pytest.approx(
         sum(m["rank_s"] for m in members.values()), abs=1e-3)
     assert eff["latency_ms"]["n"] == 3
+    orc = json.loads(result_path(reports, "s", "orc", "sample").read_text())["efficiency"]
+    assert eff["pairs"] == orc["pairs"]            # the members score the same candidates
+    assert eff["pipeline_rank_s"] == pytest.approx(eff["rank_s"] + orc["first_stage"]["rank_s"], abs=1e-3)
 
     # a fusion's key follows its members: change one member and the fusion reruns
     from rankers.sanity import Random
