@@ -208,6 +208,9 @@ def parse_config(raw: Mapping, path: Path) -> Config:
         used = recipe_of(spec.params)
         if used is not None and used not in recipes:
             raise ConfigError(unknown("recipe", used, recipes, f"{where} [rankers.{name}] model"))
+        if used is not None and spec.kind in ("cross-encoder", "bi-encoder") and recipes[used].produces != spec.kind:
+            raise ConfigError(f"{where} [rankers.{name}]: kind {spec.kind!r} cannot load recipe {used!r}, "
+                              f"which produces a {recipes[used].produces}")
 
     suites: dict[str, SuiteSpec] = {}
     for name, table in raw.get("suites", {}).items():

@@ -39,7 +39,7 @@ class RecipeSpec:
     """How to train one model. Every field is a bench.toml key of ``[recipes.NAME]``."""
 
     name: str
-    produces: Literal["cross-encoder"] = "cross-encoder"
+    produces: Literal["cross-encoder", "bi-encoder"] = "cross-encoder"   # bi-encoder: distillation only
     init: str = "sentence-transformers/all-MiniLM-L6-v2"   # starting encoder (Hub id or folder)
     layers: tuple[int, ...] = ()         # keep only these encoder layers (e.g. [0, 2, 4]); () = all
     head: Literal["segment-cosine", "classifier"] = "segment-cosine"
@@ -93,6 +93,8 @@ def parse_recipes(tables, datasets, rankers, where: str) -> dict[str, RecipeSpec
         for r in spec.miners:
             if r not in rankers:
                 raise ConfigError(unknown("miner ranker", r, rankers, w))
+        if spec.produces == "bi-encoder" and (spec.loss != "distill" or spec.lora):
+            raise ConfigError(f"{w}: a bi-encoder recipe learns from a teacher (loss = \"distill\"), without LoRA")
         if (spec.loss == "distill") != (spec.teacher is not None):
             raise ConfigError(f"{w}: loss = \"distill\" and teacher = \"RANKER\" go together "
                               f"(found loss {spec.loss!r}, teacher {spec.teacher!r})")
@@ -433,14 +435,14 @@ class TrainedModels:
             queries = ds.queries()
             pairs = sum(len(v) for v in candidates.values())
             self.runner.log(f"teacher {spec.teacher} scoring {pairs} pairs of {len(candidates)} {ds.name} queries")
-            run, seconds = self.runner.member_rerank(spec.teacher, ds, {q: queries[q] for q in candidates},
+            run, cost = self.runner.member_rerank(spec.teacher, ds, {q: queries[q] for q in candidates},
                                                      candidates)
             missing = [(q, d) for q, v in candidates.items() for d in v if d not in run.get(q, {})]
             if missing:
                 raise DataError(f"[recipes.{spec.name}]: teacher {spec.teacher} left {len(missing)} of the "
                                 f"{pairs} candidates unscored (e.g. {missing[0]}); a teacher must score all it is given")
             describe = {"what": "teacher scores", "teacher": spec.teacher, "dataset": ds.name, "pairs": pairs,
-                        "seconds": round(seconds, 1)}
+                        "seconds": round(cost["rank_s"], 1)}
             with cache.build("teacher-scores", key, describe) as folder:
                 with gzip.open(folder / "scores.json.gz", "wt") as f:
                     json.dump(run, f)

@@ -107,6 +107,20 @@ class Ranker:
         """Hashes of model files, for rankers that load one."""
         return {}
 
+    @property
+    def recipe(self) -> str | None:
+        """The bench.toml recipe that trains this ranker's model (``model = "recipe:NAME"``), if any."""
+        from harness.recipes import recipe_of
+
+        return recipe_of(self.params)
+
+    def trained_models(self):
+        """The harness's trained models (``harness.recipes.TrainedModels``)."""
+        if self.ctx.models is None:
+            raise RankerUnavailable(f"ranker {self.name}: model {getattr(self.params, 'model', '?')!r} is trained "
+                                    f"by the harness; run it through `rankbench run` or `rankbench train`")
+        return self.ctx.models
+
     # -- the protocol ------------------------------------------------------------------------
 
     def prepare(self, dataset: "Dataset", reranking: bool = False) -> None:

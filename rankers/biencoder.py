@@ -68,10 +68,18 @@ class BiEncoder(Ranker):
     @property
     def resolved(self):
         if self._resolved is None:
-            self._resolved = resolve_model(self.params.model)
+            if self.recipe is not None:      # trained here (a distilled student): built on first use
+                from ._models import ResolvedModel
+
+                self._resolved = ResolvedModel(self.params.model, self.trained_models().path(self.recipe),
+                                               "trained by rankbench")
+            else:
+                self._resolved = resolve_model(self.params.model)
         return self._resolved
 
     def model_identity(self) -> dict:
+        if self.recipe is not None:
+            return {"recipe": self.trained_models().identity(self.recipe)}
         return self.resolved.identity()
 
     def _params_for_index(self) -> dict:

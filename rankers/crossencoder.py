@@ -100,35 +100,21 @@ class CrossEncoderRanker(PairScorer):
         self._identity: dict | None = None
         self._stats = TruncationStats()
 
-    @property
-    def recipe(self) -> str | None:
-        from harness.recipes import recipe_of
-
-        return recipe_of(self.params)
-
     def model_identity(self) -> dict:
         if self._identity is None:
             if self.recipe is not None:
-                self._identity = {"recipe": self._models().identity(self.recipe)}
+                self._identity = {"recipe": self.trained_models().identity(self.recipe)}
             else:
                 from ._models import resolve_model
 
                 self._identity = resolve_model(self.params.model).identity()
         return self._identity
 
-    def _models(self):
-        if self.ctx.models is None:
-            from harness.errors import RankerUnavailable
-
-            raise RankerUnavailable(f"ranker {self.name}: model {self.params.model!r} is trained by the "
-                                    f"harness; run it through `rankbench run` or `rankbench train`")
-        return self.ctx.models
-
     @property
     def path(self) -> Path:
         if self._path is None:
             if self.recipe is not None:
-                self._path = self._models().path(self.recipe)
+                self._path = self.trained_models().path(self.recipe)
             else:
                 from ._models import resolve_model
 

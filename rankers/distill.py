@@ -87,3 +87,37 @@ class CrossEncoderDistillLoss(torch.nn.Module):
 
     def get_config_dict(self):
         return {"weights": self.weights, "temperature": self.temperature, "in_batch": self.in_batch}
+
+
+class BiEncoderDistillLoss(torch.nn.Module):
+    """For sentence-transformers' SentenceTransformerTrainer: the same objective for a bi-encoder.
+    Student scores are cosine similarities times ``scale`` (the teacher's are z-scored per query, so
+    margins of a few units); every other example's positive is an in-batch negative, at no cost."""
+
+    def __init__(self, model, weights: Mapping[str, float], temperature: float = 1.0, scale: float = 20.0):
+        super().__init__()
+        self.model = model
+        self.weights = dict(weights)
+        self.temperature = temperature
+        self.scale = scale
+        self.last: dict[str, float] = {}
+
+    def forward(self, sentence_features, labels):
+        import torch.nn.functional as F
+        from sentence_transformers.base.losses.merged_forward import embed_columns
+
+        reps = [F.normalize(r, dim=-1) for r in embed_columns(self.model, sentence_features)]
+        q, docs = reps[0], torch.stack(reps[1:], dim=1)             # [b, d], [b, g, d]
+        b, g = docs.shape[0], docs.shape[1]
+        student = self.scale * torch.einsum("bd,bgd->bg", q, docs)
+        extra = None
+        if self.weights.get("contrastive", 0) > 0 and b > 1:
+            others = self.scale * q @ reps[1].T                     # query i against every positive j
+            mask = ~torch.eye(b, dtype=torch.bool, device=others.device)
+            extra = others[mask].view(b, b - 1)
+        loss, self.last = distill_objective(student, _labels(labels, b, g).to(student.device), extra,
+                                            self.weights, self.temperature)
+        return loss
+
+    def get_config_dict(self):
+        return {"weights": self.weights, "temperature": self.temperature, "scale": self.scale}

@@ -125,10 +125,29 @@ def _dataset(spec: "RecipeSpec", data: "TrainingData"):
     return Dataset.from_dict(cols)
 
 
+def build_bi_encoder(spec: "RecipeSpec"):
+    """A recipe's starting bi-encoder: the pretrained sentence-transformers model (optionally fewer layers)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from ._models import resolve_model
+
+    torch.manual_seed(spec.seed)
+    model = SentenceTransformer(str(resolve_model(spec.init).path), device=_device(), local_files_only=True)
+    model.max_seq_length = spec.max_length
+    if spec.layers:
+        _keep_layers(model[0].auto_model, spec.layers, f"[recipes.{spec.name}]")
+    return model
+
+
 def _loss(spec: "RecipeSpec", model):
     import torch
     from sentence_transformers.cross_encoder import losses
 
+    if spec.produces == "bi-encoder":
+        from .distill import BiEncoderDistillLoss
+
+        return BiEncoderDistillLoss(model, spec.distill_weights, spec.temperature)
     if spec.loss == "mnrl":
         # scores are already scaled logits: no sigmoid, no extra scale
         return losses.MultipleNegativesRankingLoss(model, num_negatives=spec.in_batch_negatives, scale=1.0,
@@ -144,25 +163,38 @@ def _loss(spec: "RecipeSpec", model):
 
 def train_cross_encoder(spec: "RecipeSpec", data: "TrainingData", out: Path, workdir: Path,
                         log: Callable[[str], None] = print, progress: bool = True) -> dict:
-    """Train, keep the best dev checkpoint, save to ``out``; returns the training history."""
+    """Train, keep the best dev checkpoint, save to ``out``; returns the training history. A recipe that
+    produces a bi-encoder goes through sentence-transformers' SentenceTransformerTrainer, the same way."""
     from harness.net import is_offline
 
     is_offline()
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
-    from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
     from transformers.trainer_utils import get_last_checkpoint
 
-    model = build_cross_encoder(spec)
+    bi = spec.produces == "bi-encoder"
+    if bi:
+        from sentence_transformers import SentenceTransformerTrainer as Trainer
+        from sentence_transformers import SentenceTransformerTrainingArguments as Arguments
+        from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
+    else:
+        from sentence_transformers.cross_encoder import CrossEncoderTrainer as Trainer
+        from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments as Arguments
+        from sentence_transformers.cross_encoder.evaluation import CrossEncoderRerankingEvaluator
+
+    model = build_bi_encoder(spec) if bi else build_cross_encoder(spec)
     train = _dataset(spec, data)
     evaluator = None
-    if data.dev:
+    if data.dev and bi:
+        samples = [{"query": s["query"], "positive": s["positive"],
+                    "negative": [d for d in s["documents"] if d not in set(s["positive"])]} for s in data.dev]
+        evaluator = RerankingEvaluator(samples, at_k=10, name="dev", batch_size=32, write_csv=False)
+    elif data.dev:
         evaluator = CrossEncoderRerankingEvaluator(data.dev, at_k=10, always_rerank_positives=False,
                                                    name="dev", batch_size=32, write_csv=False)
     per_step = spec.batch_size * spec.grad_accum
     steps = spec.max_steps or max(1, int(len(train) * spec.epochs) // per_step)
     eval_steps = spec.eval_steps or steps
     cuda = _device() == "cuda"
-    args = CrossEncoderTrainingArguments(
+    args = Arguments(
         output_dir=str(workdir), per_device_train_batch_size=spec.batch_size,
         gradient_accumulation_steps=spec.grad_accum, learning_rate=spec.lr, max_steps=steps,
         warmup_steps=spec.warmup, lr_scheduler_type="linear", seed=spec.seed, data_seed=spec.seed,
@@ -172,7 +204,7 @@ def train_cross_encoder(spec: "RecipeSpec", data: "TrainingData", out: Path, wor
         metric_for_best_model="eval_dev_ndcg@10" if evaluator else None, greater_is_better=True,
         fp16=cuda, use_cpu=not cuda, report_to="none", dataloader_drop_last=True,
         disable_tqdm=not progress, save_only_model=False)
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train, loss=_loss(spec, model),
+    trainer = Trainer(model=model, args=args, train_dataset=train, loss=_loss(spec, model),
                                   evaluator=evaluator)
     start_eval = evaluator(model) if evaluator else {}
     resume = get_last_checkpoint(str(workdir)) if workdir.is_dir() else None

@@ -239,3 +239,38 @@ def test_distill_config_errors():
     with pytest.raises(ConfigError, match=r"unknown distill_weights term \"kl\""):
         _config('\n[recipes.d]\ntrain = ["scifact-train"]\nloss = "distill"\nteacher = "minilm"\n'
                 'distill_weights = { kl = 1.0 }\n')
+
+
+def test_ci_sized_bi_encoder_student_learns_the_teachers_scores(tmp_path):
+    """A 1-layer all-MiniLM-L6-v2 bi-encoder distilled from the full 6-layer one (48 SciFact train
+    queries): it saves as a sentence-transformers folder the bi-encoder kind loads through
+    ``recipe:NAME``, and it orders each example's documents more like the teacher than at its start."""
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    from rankers.train import build_bi_encoder
+
+    extra = DISTILL_TINY.replace("[recipes.distill-tiny]", "[recipes.bi-tiny]\nproduces = \"bi-encoder\"")
+    extra += ('\n[rankers.bi-tiny]\nkind = "bi-encoder"\nmodel = "recipe:bi-tiny"\nfirst_stage = "bm25s"\n'
+              'depth = 10\n')
+    config = _config(extra)
+    runner = Runner(config, tmp_path, progress=False)
+    data = runner.models.training_data("bi-tiny")
+    path, _ = runner.models.build("bi-tiny")
+    student = runner.instance("bi-tiny")
+    assert student.resolved.path == path and len(student.model[0].auto_model.encoder.layer) == 1
+
+    def agreement(model):
+        taus = []
+        for e in data.examples:
+            q = model.encode([e.query], normalize_embeddings=True)
+            d = model.encode([e.positive] + e.negatives, normalize_embeddings=True)
+            taus.append(kendalltau((q @ d.T)[0], e.scores).statistic)
+        return float(np.mean(taus))
+
+    start = agreement(build_bi_encoder(config.recipes["bi-tiny"]).eval())
+    trained = agreement(student.model)
+    print(f"bi-tiny on its 48 training queries: Kendall tau with the teacher {start:.3f} -> {trained:.3f}")
+    assert trained > start + 0.1, (start, trained)
+    with pytest.raises(ConfigError, match="kind 'cross-encoder' cannot load recipe 'bi-tiny'"):
+        _config(extra + '\n[rankers.wrong]\nkind = "cross-encoder"\nmodel = "recipe:bi-tiny"\nfirst_stage = "bm25s"\n')
