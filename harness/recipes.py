@@ -317,6 +317,7 @@ class TrainedModels:
             out.append({
                 "recipe": name, "ranker": spec.name, "key": entry.get("key", "")[:16],
                 "description": recipe.description, "init": recipe.init, "produces": recipe.produces,
+                "layers": list(recipe.layers), "loss": recipe.loss, "teacher": recipe.teacher,
                 "train": {d: {k: v[k] for k in ("source", "split", "queries_used", "examples",
                                                 "refused_by_leakage_guard", "miners")}
                           for d, v in data["train"].items()},

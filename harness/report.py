@@ -305,7 +305,9 @@ def _trained_models(w, suite, results: SuiteResults) -> None:
           f"{minutes:.1f} min | {rec['device']} | `{rec['command']}` |")
     w("")
     for name, rec in sorted(records.items()):
-        w(f"- **{name}**: {rec.get('description') or rec['produces']}. Evaluated on: "
+        learnt = (f" Distilled from `{rec['teacher']}`." if rec.get("teacher") else "")
+        w(f"- **{name}** ({rec['produces']}{', layers ' + str(rec['layers']) if rec.get('layers') else ''}, "
+          f"loss {rec.get('loss', '?')}): {rec.get('description') or rec['produces']}.{learnt} Evaluated on: "
           f"{', '.join(rec['evaluated_on']) or 'no suite'}. History, data and curves: "
           f"[`{rec['files']}`](models/{name}/).\n")
         w(f"  ![{name} training curves](models/{name}/curves.png)\n")
