@@ -306,8 +306,9 @@ def _trained_models(w, suite, results: SuiteResults) -> None:
     w("")
     for name, rec in sorted(records.items()):
         learnt = (f" Distilled from `{rec['teacher']}`." if rec.get("teacher") else "")
-        w(f"- **{name}** ({rec['produces']}{', layers ' + str(rec['layers']) if rec.get('layers') else ''}, "
-          f"loss {rec.get('loss', '?')}): {rec.get('description') or rec['produces']}.{learnt} Evaluated on: "
+        shape = ", ".join([rec["produces"]] + ([f"layers {rec['layers']}"] if rec.get("layers") else [])
+                          + ([f"loss {rec['loss']}"] if rec.get("loss") else []))
+        w(f"- **{name}** ({shape}): {rec.get('description') or rec['produces']}.{learnt} Evaluated on: "
           f"{', '.join(rec['evaluated_on']) or 'no suite'}. History, data and curves: "
           f"[`{rec['files']}`](models/{name}/).\n")
         w(f"  ![{name} training curves](models/{name}/curves.png)\n")
