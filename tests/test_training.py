@@ -274,3 +274,30 @@ def test_ci_sized_bi_encoder_student_learns_the_teachers_scores(tmp_path):
     assert trained > start + 0.1, (start, trained)
     with pytest.raises(ConfigError, match="kind 'cross-encoder' cannot load recipe 'bi-tiny'"):
         _config(extra + '\n[rankers.wrong]\nkind = "cross-encoder"\nmodel = "recipe:bi-tiny"\nfirst_stage = "bm25s"\n')
+
+
+def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path):
+    """Training that stopped after its first checkpoint picks up there (optimizer, scheduler and data
+    order restored) and ends with the model an uninterrupted run gives."""
+    import shutil
+
+    from rankers.crossencoder import load_cross_encoder, score_pairs
+
+    cfg = _config('\n[recipes.resume-tiny]\nlayers = [0]\nmax_length = 64\ntrain = ["scifact-train"]\n'
+                  'max_queries = 16\nminers = ["bm25s"]\nmax_steps = 4\neval_steps = 2\nbatch_size = 4\n')
+    runner = Runner(cfg, tmp_path, progress=False)
+    path, _ = runner.models.build("resume-tiny")
+    data = runner.models.training_data("resume-tiny")
+    probe = [(e.query, d) for e in data.examples[:4] for d in [e.positive] + e.negatives]
+    whole = score_pairs(load_cross_encoder(str(path), "cpu"), probe, 64, 16)
+
+    key = runner.models.identity("resume-tiny")
+    workdir = runner.cache.home / "training" / key[:2] / key
+    assert sorted(p.name for p in workdir.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    shutil.rmtree(workdir / "checkpoint-4")            # as if stopped between the two checkpoints
+    load_cross_encoder.cache_clear()
+    path2, _ = runner.models.build("resume-tiny", force=True)
+    history = json.loads((path2.parent / "history.json").read_text())
+    assert history["resumed_from"].endswith("checkpoint-2")
+    resumed = score_pairs(load_cross_encoder(str(path2), "cpu"), probe, 64, 16)
+    assert abs(resumed - whole).max() < 1e-4, abs(resumed - whole).max()
