@@ -37,7 +37,8 @@ def fusion_config(scifact_sample):
          "orc-heavy": {"kind": "fusion", "members": {"orc": 5.0, "rnd": 1.0}, "normalize": "minmax"},
          "refused": {"kind": "fusion", "members": {"orc": 1.0, "rnd": 1.0}, "first_stage": "bm25s",
                      "depth": 20}},
-        {"s": {"rankers": ["bm25s", "orc", "rnd", "fused", "orc-heavy", "refused"], "datasets": ["sample"]}})
+        {"s": {"rankers": ["bm25s", "orc", "rnd", "fused", "orc-heavy", "refused"], "datasets": ["sample"],
+               "students": {"rnd": "fused"}}})
 
 
 def test_fusion_sits_between_its_members_and_reuses_their_cached_runs(fusion_config, tmp_path, monkeypatch):
@@ -62,6 +63,14 @@ def test_fusion_sits_between_its_members_and_reuses_their_cached_runs(fusion_con
     orc = json.loads(result_path(reports, "s", "orc", "sample").read_text())["efficiency"]
     assert eff["pairs"] == orc["pairs"]            # the members score the same candidates
     assert eff["pipeline_rank_s"] == pytest.approx(eff["rank_s"] + orc["first_stage"]["rank_s"], abs=1e-3)
+
+    # the report sets a "student" beside its "teacher": share kept and speed-up, against the bar
+    from harness.report import build_report
+
+    text = build_report(fusion_config, reports, "s")
+    row = next(line for line in text.splitlines() if line.startswith("| rnd | fused | sample |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[6] == f"{100 * ndcg('rnd') / ndcg('fused'):.1f}%" and cells[-1] == "no"
 
     # a fusion's key follows its members: change one member and the fusion reruns
     from rankers.sanity import Random
