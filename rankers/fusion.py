@@ -81,6 +81,11 @@ class Fusion(Ranker):
             raise ConfigError(f"{where}: rrf_k must be >= 1, found {params.rrf_k}")
         return tuple(params.members)
 
+    def applies_to(self, dataset, reranking: bool) -> str | None:
+        """A fusion applies wherever its members do (the runner checks them), reranking sets included:
+        as a retriever it only fuses the members' runs."""
+        return None
+
     def _chains(self):
         chains = self.ctx.chains
         if chains is None:

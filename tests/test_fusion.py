@@ -115,3 +115,23 @@ def test_fusion_config_errors(scifact_sample):
         parse({"f": {"kind": "fusion", "members": {"g": 1.0}}, "g": {"kind": "fusion", "members": {"f": 1.0}}})
     with pytest.raises(ConfigError, match="normalize"):
         parse({"f": {"kind": "fusion", "members": {"bm25s": 1.0}, "normalize": "softmax"}})
+
+
+def test_fusion_runs_on_a_reranking_set_when_its_members_do(tmp_path):
+    """TREC DL's local copy holds only judged and run passages: a fusion of rerankers of the shipped
+    BM25 run applies there (its members do); one whose member searches the corpus does not."""
+    from conftest import DATASETS
+
+    cfg = make_config(
+        {"dl19": f"local:{DATASETS / 'trec-dl-2019'}"},
+        {"run": {"kind": "run", "run": "bm25"},
+         "orc": {"kind": "oracle", "first_stage": "run", "depth": 20},
+         "rnd": {"kind": "random", "first_stage": "run", "depth": 20},
+         "bm25s": {"kind": "bm25", "backend": "bm25s"},
+         "fused": {"kind": "fusion", "members": {"orc": 1.0, "rnd": 1.0}},
+         "fused-search": {"kind": "fusion", "members": {"orc": 1.0, "bm25s": 1.0}}},
+        {"s": {"rankers": ["run", "orc", "rnd", "fused", "fused-search"], "datasets": ["dl19"]}},
+        settings={"latency_queries": 0})
+    out = {o.ranker: o for o in Runner(cfg, tmp_path / "r", cache=Cache(tmp_path / "c"), progress=False).run_suite("s")}
+    assert out["fused"].status == "ran", out["fused"].message
+    assert out["fused-search"].status == "n/a" and "member bm25s" in out["fused-search"].message
