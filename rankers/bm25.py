@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal, Mapping
 
+from harness.errors import RankerUnavailable
 from harness.types import Run
 
 from .base import Footprint, Ranker, require
@@ -35,6 +36,12 @@ class BM25(Ranker):
     VERSION = 1
     Params = BM25Params
     OPERATIONAL = frozenset({"threads"})
+    reranks = True      # bm25s only: scores given candidates (a lexical member of a fusion teacher)
+
+    def applies_to(self, dataset, reranking: bool) -> str | None:
+        if reranking and self.params.backend == "pyserini":
+            return 'the pyserini backend only searches; backend = "bm25s" scores given candidates'
+        return super().applies_to(dataset, reranking)
 
     def _threads(self) -> int:
         return self.params.threads or self.ctx.threads or os.cpu_count() or 1
@@ -125,15 +132,40 @@ class BM25(Ranker):
         self._tok = self._tokenizer()
         self._tok.load_vocab(str(self.index_dir / "model"))
         self._doc_ids = json.loads((self.index_dir / "doc_ids.json").read_text())
+        self._positions = None
 
     # -- search ----------------------------------------------------------------------------------
 
     def rank(self, queries: Mapping[str, str], candidates: Run | None, k: int) -> Run:
         if not queries:
             return {}
+        if candidates is not None:
+            if self.params.backend == "pyserini":
+                raise RankerUnavailable(f"ranker {self.name}: " + self.applies_to(self.dataset, True))
+            return self._rerank_bm25s(queries, candidates, k)
         if self.params.backend == "pyserini":
             return self._rank_lucene(queries, k)
         return self._rank_bm25s(queries, k)
+
+    def _rerank_bm25s(self, queries, candidates: Run, k: int) -> Run:
+        """Each candidate's BM25 score for the query, from the corpus index (so with its statistics)."""
+        from harness.types import ranked
+
+        if getattr(self, "_positions", None) is None:
+            self._positions = {d: i for i, d in enumerate(self._doc_ids)}
+        qids = list(queries)
+        ids = self._tok.tokenize([queries[q] for q in qids], update_vocab=False, show_progress=False,
+                                 return_as="ids")
+        out: Run = {}
+        for row, q in enumerate(qids):
+            scores = self._bm25s.get_scores_from_ids(list(ids[row]))
+            cands = candidates.get(q, {})
+            unknown = [d for d in cands if d not in self._positions]
+            if unknown:
+                raise ValueError(f"ranker {self.name}: candidate {unknown[0]!r} of query {q!r} is not in "
+                                 f"{self.dataset.name}'s corpus")
+            out[q] = dict(ranked({d: float(scores[self._positions[d]]) for d in cands})[:k])
+        return out
 
     def _rank_lucene(self, queries, k):
         from tqdm.auto import tqdm
@@ -174,6 +206,7 @@ class BM25(Ranker):
             self._searcher.close()
             self._searcher = None
         self._bm25s = None
+        self._positions = None
 
 
 def _version(dist: str) -> str:

