@@ -22,7 +22,8 @@ from rankers.base import Context, PairScorer
 # kind -> list of (case id, params, dataset key, reranking)
 CASES = {
     "bm25": [("pyserini", {"backend": "pyserini"}, "sample", False),
-             ("bm25s", {"backend": "bm25s"}, "sample", False)],
+             ("bm25s", {"backend": "bm25s"}, "sample", False),
+             ("bm25s-rerank", {"backend": "bm25s"}, "sample", True)],
     "bi-encoder": [("exact", {"max_length": 128}, "sample", False),
                    ("hnsw", {"max_length": 128, "index": "hnsw"}, "sample", False),
                    ("rerank", {"max_length": 64}, "sample", True)],
@@ -32,6 +33,8 @@ CASES = {
     # "@head": a 2-layer cross-encoder built from all-MiniLM-L6-v2 with that score head (conftest)
     "cross-encoder": [("segment-cosine", {"model": "@segment-cosine", "max_length": 96}, "dl19", True),
                       ("classifier", {"model": "@classifier", "max_length": 64, "batch_size": 5}, "sample", True)],
+    # members are rankers of a config: an oracle and a random reranker (see make)
+    "fusion": [("zscore", {"normalize": "zscore"}, "sample", True), ("rrf", {"normalize": "rrf"}, "dl19", True)],
 }
 
 
@@ -52,6 +55,15 @@ def make(kind, params, dataset, reranking, rankbench_home, models=None):
         params = {**params, "model": str(models[params["model"][1:]])}
     cls = load_kind(kind)
     ctx = Context(cache=Cache(rankbench_home), progress=False)
+    if kind == "fusion":       # a fusion reaches its members through the runner of a config
+        from harness.config import parse_config
+        from harness.runner import Runner
+
+        config = parse_config({"rankers": {"orc": {"kind": "oracle"}, "rnd": {"kind": "random", "seed": 1},
+                                           "f": {"kind": "fusion", "members": {"orc": 1.0, "rnd": 0.5}, **params}}},
+                              rankbench_home / "contract.toml")
+        ctx = Runner(config, rankbench_home / "contract-reports", cache=Cache(rankbench_home), progress=False).ctx
+        params = {"members": {"orc": 1.0, "rnd": 0.5}, **params}
     ranker = cls(f"test-{kind}", build_params(cls.Params, params, "test"), ctx)
     assert ranker.applies_to(dataset, reranking) is None
     ranker.prepare(dataset, reranking=reranking)
