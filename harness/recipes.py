@@ -226,6 +226,8 @@ class TrainedModels:
     def identity(self, name: str) -> str:
         if name not in self._identity:
             spec = self.spec(name)
+            if spec.teacher is not None and name in self.recipes_in(spec.teacher):
+                raise ConfigError(f"[recipes.{name}]: its teacher {spec.teacher} is built on this recipe's own model")
             from rankers._models import resolve_model
 
             guard_ids, guard_texts, guard_names = self._guard(name)

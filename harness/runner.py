@@ -201,7 +201,7 @@ class Runner:
         return {q: run.get(q, {}) for q in queries}, eff
 
     def member_rerank(self, ranker: str, dataset: Dataset, queries: Mapping[str, str],
-                      candidates: Run) -> tuple[Run, float]:
+                      candidates: Run) -> tuple[Run, dict]:
         """Another ranker's final stage scoring given candidates (all of them)."""
         inst = self.instance(ranker)
         if not inst.reranks:
@@ -219,7 +219,13 @@ class Runner:
 
     def get_run(self, ranker: str, dataset: Dataset, k: int, settings: Settings) -> tuple[Run, dict, str]:
         """The ranker's run on the dataset (cached or computed now), its efficiency, and how."""
-        self._settings = settings
+        outer, self._settings = self._settings, settings   # what a fusion's members run with
+        try:
+            return self._get_run(ranker, dataset, k, settings)
+        finally:
+            self._settings = outer
+
+    def _get_run(self, ranker: str, dataset: Dataset, k: int, settings: Settings) -> tuple[Run, dict, str]:
         key = self.run_key(ranker, dataset, k)
         hit = None if self.force else self.cache.get("runs", key)
         if hit is not None:

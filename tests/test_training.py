@@ -236,6 +236,10 @@ def test_distill_config_errors():
         _config('\n[recipes.d]\ntrain = ["scifact-train"]\nloss = "distill"\n')
     with pytest.raises(ConfigError, match=r"unknown teacher ranker \"minilmm\""):
         _config('\n[recipes.d]\ntrain = ["scifact-train"]\nloss = "distill"\nteacher = "minilmm"\n')
+    loop = _config('\n[recipes.d]\ntrain = ["scifact-train"]\nloss = "distill"\nteacher = "d-rerank"\n'
+                   '\n[rankers.d-rerank]\nkind = "cross-encoder"\nmodel = "recipe:d"\nfirst_stage = "bm25s"\n')
+    with pytest.raises(ConfigError, match=r"its teacher d-rerank is built on this recipe's own model"):
+        Runner(loop, ROOT / "reports", progress=False).models.identity("d")
     with pytest.raises(ConfigError, match=r"unknown distill_weights term \"kl\""):
         _config('\n[recipes.d]\ntrain = ["scifact-train"]\nloss = "distill"\nteacher = "minilm"\n'
                 'distill_weights = { kl = 1.0 }\n')
