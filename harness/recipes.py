@@ -329,7 +329,7 @@ class TrainedModels:
                 "train_seconds": history["train_seconds"], "device": history["device"],
                 "build_seconds": entry.get("build_seconds"),
                 "start_dev": history.get("start_dev", {}).get("dev_ndcg@10"), "best_dev": history.get("best_metric"),
-                "command": f"rankbench train {spec.name}",
+                "command": f"rankbench train {name}",
                 "files": f"reports/models/{name}/",
             })
         return out

@@ -302,7 +302,7 @@ def _trained_models(w, suite, results: SuiteResults) -> None:
                                      f"{_num(rec.get('start_dev'))} → {_num(rec.get('best_dev'))}")
         minutes = rec["train_seconds"] / 60
         w(f"| {name} | {rec['init']} | {seen} | {dev_s} | {rec['steps']} | {rec['examples']} | "
-          f"{minutes:.1f} min | {rec['device']} | `{rec['command']}` |")
+          f"{minutes:.1f} min | {rec['device']} | `rankbench train {name}` |")
     w("")
     for name, rec in sorted(records.items()):
         learnt = (f" Distilled from `{rec['teacher']}`." if rec.get("teacher") else "")

@@ -56,18 +56,34 @@ def _labels(labels, batch: int, group: int):
     return labels
 
 
-class CrossEncoderDistillLoss(torch.nn.Module):
+class _DistillLoss(torch.nn.Module):
+    """What both students' losses share: the model, the weights, and the objective on their scores."""
+
+    def __init__(self, model, weights: Mapping[str, float], temperature: float):
+        super().__init__()
+        self.model = model
+        self.weights = dict(weights)
+        self.temperature = temperature
+        self.last: dict[str, float] = {}      # the terms of the last batch
+
+    def objective(self, student, labels, extra):
+        b, g = student.shape
+        loss, self.last = distill_objective(student, _labels(labels, b, g).to(student.device), extra,
+                                            self.weights, self.temperature)
+        return loss
+
+    def get_config_dict(self):
+        return {"weights": self.weights, "temperature": self.temperature}
+
+
+class CrossEncoderDistillLoss(_DistillLoss):
     """For sentence-transformers' CrossEncoderTrainer: inputs are the columns (query, positive,
     negative_1..n), labels the teacher's scores in the same order. ``in_batch``: how many other
     examples' positives each query is also scored against, for the contrastive term."""
 
     def __init__(self, model, weights: Mapping[str, float], temperature: float = 1.0, in_batch: int = 1):
-        super().__init__()
-        self.model = model
-        self.weights = dict(weights)
-        self.temperature = temperature
+        super().__init__(model, weights, temperature)
         self.in_batch = in_batch
-        self.last: dict[str, float] = {}
 
     def forward(self, inputs, labels, prompt=None, task=None):
         from sentence_transformers.util import batch_to_device
@@ -81,26 +97,20 @@ class CrossEncoderDistillLoss(torch.nn.Module):
         scores = self.model(feats)["scores"].view(-1)
         student = scores[: b * g].view(g, b).T
         extra = scores[b * g:].view(m, b).T if m else None
-        loss, self.last = distill_objective(student, _labels(labels, b, g).to(scores.device), extra,
-                                            self.weights, self.temperature)
-        return loss
+        return self.objective(student, labels, extra)
 
     def get_config_dict(self):
-        return {"weights": self.weights, "temperature": self.temperature, "in_batch": self.in_batch}
+        return {**super().get_config_dict(), "in_batch": self.in_batch}
 
 
-class BiEncoderDistillLoss(torch.nn.Module):
+class BiEncoderDistillLoss(_DistillLoss):
     """For sentence-transformers' SentenceTransformerTrainer: the same objective for a bi-encoder.
     Student scores are cosine similarities times ``scale`` (the teacher's are z-scored per query, so
     margins of a few units); every other example's positive is an in-batch negative, at no cost."""
 
     def __init__(self, model, weights: Mapping[str, float], temperature: float = 1.0, scale: float = 20.0):
-        super().__init__()
-        self.model = model
-        self.weights = dict(weights)
-        self.temperature = temperature
+        super().__init__(model, weights, temperature)
         self.scale = scale
-        self.last: dict[str, float] = {}
 
     def forward(self, sentence_features, labels):
         import torch.nn.functional as F
@@ -108,16 +118,14 @@ class BiEncoderDistillLoss(torch.nn.Module):
 
         reps = [F.normalize(r, dim=-1) for r in embed_columns(self.model, sentence_features)]
         q, docs = reps[0], torch.stack(reps[1:], dim=1)             # [b, d], [b, g, d]
-        b, g = docs.shape[0], docs.shape[1]
+        b = docs.shape[0]
         student = self.scale * torch.einsum("bd,bgd->bg", q, docs)
         extra = None
         if self.weights.get("contrastive", 0) > 0 and b > 1:
             others = self.scale * q @ reps[1].T                     # query i against every positive j
             mask = ~torch.eye(b, dtype=torch.bool, device=others.device)
             extra = others[mask].view(b, b - 1)
-        loss, self.last = distill_objective(student, _labels(labels, b, g).to(student.device), extra,
-                                            self.weights, self.temperature)
-        return loss
+        return self.objective(student, labels, extra)
 
     def get_config_dict(self):
-        return {"weights": self.weights, "temperature": self.temperature, "scale": self.scale}
+        return {**super().get_config_dict(), "scale": self.scale}
