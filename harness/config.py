@@ -291,35 +291,43 @@ def _measure_ref(value: Any, sets: Mapping[str, tuple[str, ...]], where: str) ->
     return ms
 
 
-def _parse_rankers(tables: Mapping, where: str) -> dict[str, RankerSpec]:
-    from rankers import load_kind
-
+def resolve_extends(tables: Mapping, section: str, where: str):
+    """``extends = "OTHER"`` for the tables of one section: a table is its parent's keys (all but
+    the description) overlaid with its own. Returns resolve(name) -> the merged table."""
     resolved: dict[str, dict] = {}
 
-    def resolve(name: str, seen: tuple[str, ...]) -> dict:
+    def resolve(name: str, seen: tuple[str, ...] = ()) -> dict:
         if name in resolved:
             return resolved[name]
-        w = f"{where} [rankers.{name}]"
+        w = f"{where} [{section}.{name}]"
         if name in seen:
             raise ConfigError(f"{w}: extends forms a cycle: {' -> '.join(seen + (name,))}")
+        if not isinstance(tables[name], Mapping):
+            raise ConfigError(f"{w}: must be a table")
         table = dict(tables[name])
         parent = table.pop("extends", None)
         if parent is not None:
             if parent not in tables:
-                raise ConfigError(unknown("ranker to extend", str(parent), tables, w))
+                raise ConfigError(unknown(f"{section[:-1]} to extend", str(parent), tables, w))
             base = dict(resolve(parent, seen + (name,)))
             base.pop("description", None)
             table = {**base, **table}
         resolved[name] = table
         return table
 
+    return resolve
+
+
+def _parse_rankers(tables: Mapping, where: str) -> dict[str, RankerSpec]:
+    from rankers import load_kind
+
+    resolve = resolve_extends(tables, "rankers", where)
+
     out: dict[str, RankerSpec] = {}
     for name in tables:
         w = f"{where} [rankers.{name}]"
         _name(name, w)
-        if not isinstance(tables[name], Mapping):
-            raise ConfigError(f"{w}: must be a table")
-        table = dict(resolve(name, ()))
+        table = dict(resolve(name))
         if "kind" not in table:
             raise ConfigError(f"{w}: needs kind = \"...\"")
         kind = table.pop("kind")

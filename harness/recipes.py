@@ -74,17 +74,16 @@ class RecipeSpec:
 
 
 def parse_recipes(tables, datasets, rankers, where: str) -> dict[str, RecipeSpec]:
-    from .config import _name
+    from .config import _name, resolve_extends
     from .errors import unknown
     from .params import build_params
 
+    resolve = resolve_extends(tables, "recipes", where)
     out = {}
-    for name, table in tables.items():
+    for name in tables:
         w = f"{where} [recipes.{name}]"
         _name(name, w)
-        if not isinstance(table, dict):
-            raise ConfigError(f"{w}: must be a table")
-        spec = build_params(RecipeSpec, {"name": name, **table}, w)
+        spec = build_params(RecipeSpec, {"name": name, **resolve(name)}, w)
         if not spec.train:
             raise ConfigError(f"{w}: needs train = [datasets...]: the judged queries to learn from")
         for ds in spec.train + ((spec.dev,) if spec.dev else ()) + tuple(spec.examples_per_query):

@@ -67,6 +67,14 @@ def test_leakage_guard_refuses_evaluation_queries_by_text(tmp_path):
     assert other.models.identity("guarded") != runner.models.identity("guarded")
 
 
+def test_a_recipe_extends_another_with_its_own_description_and_overrides():
+    cfg = _config('\n[recipes.longer]\nextends = "ci-tiny"\nmax_steps = 48\nlayers = [0, 1]\n')
+    base, child = cfg.recipes["ci-tiny"], cfg.recipes["longer"]
+    assert (child.max_steps, tuple(child.layers)) == (48, (0, 1))
+    assert child.train == base.train and child.lr == base.lr and child.negatives == base.negatives
+    assert child.description == "" and base.description
+
+
 def test_training_on_an_evaluated_split_is_an_error(tmp_path):
     cfg = _config(GUARDED.replace('train = ["nfcorpus-train", "scifact-train"]', 'train = ["scifact"]'))
     with pytest.raises(ConfigError, match="scifact is evaluated by a suite that uses this model"):
@@ -78,6 +86,10 @@ def test_recipe_config_errors_name_the_place():
         _config('\n[recipes.bad]\ntrain = ["scifact-train"]\nlerning_rate = 1e-5\n')
     with pytest.raises(ConfigError, match=r"\[recipes.bad\]: unknown dataset \"scifact-tran\" \(did you mean \"scifact-train\"\?\)"):
         _config('\n[recipes.bad]\ntrain = ["scifact-tran"]\n')
+    with pytest.raises(ConfigError, match=r"\[recipes.a\]: extends forms a cycle: a -> b -> a"):
+        _config('\n[recipes.a]\nextends = "b"\n[recipes.b]\nextends = "a"\n')
+    with pytest.raises(ConfigError, match=r"\[recipes.b\]: unknown recipe to extend \"ci-tiy\" \(did you mean \"ci-tiny\"\?\)"):
+        _config('\n[recipes.b]\nextends = "ci-tiy"\n')
     with pytest.raises(ConfigError, match=r"\[rankers.x\] model: unknown recipe \"nope\""):
         _config('\n[rankers.x]\nkind = "cross-encoder"\nmodel = "recipe:nope"\nfirst_stage = "bm25s"\n')
 
