@@ -12,6 +12,10 @@ still attend to each other in every layer, so it is a cross-encoder, and trainin
 interaction; yet the untrained model already ranks like a (degraded) bi-encoder: nDCG@10 0.508 on
 DL19 reranking BM25's top 100, against 0.16 for a random head. It is a sentence-transformers
 module: the model saves and loads as a standard ``CrossEncoder`` folder.
+
+Tokenizers without segment ids (MPNet's and RoBERTa's, as in all-mpnet-base-v2) mark the pair with
+separator tokens instead: given ``sep_token_id``, the query segment is everything up to the first
+separator and the document segment the rest, which is exactly BERT's split.
 """
 from __future__ import annotations
 
@@ -21,13 +25,14 @@ from torch import nn
 
 
 class SegmentCosine(Module):
-    config_keys = ["init_scale"]
+    config_keys = ["init_scale", "sep_token_id"]
 
-    def __init__(self, init_scale: float = 20.0):
+    def __init__(self, init_scale: float = 20.0, sep_token_id: int | None = None):
         super().__init__()
         if init_scale <= 0:
             raise ValueError(f"init_scale must be positive, not {init_scale}")
         self.init_scale = float(init_scale)
+        self.sep_token_id = None if sep_token_id is None else int(sep_token_id)
         self.log_scale = nn.Parameter(torch.tensor(self.init_scale).log())
 
     def forward(self, features: dict, **kwargs) -> dict:
@@ -35,8 +40,11 @@ class SegmentCosine(Module):
         mask = features["attention_mask"].bool()
         segment = features.get("token_type_ids")
         if segment is None:
-            raise ValueError("SegmentCosine needs token_type_ids: use a tokenizer that marks the two segments "
-                             "(BERT-style models do)")
+            if self.sep_token_id is None:
+                raise ValueError("SegmentCosine needs token_type_ids or a sep_token_id to find the two segments")
+            seps = (features["input_ids"] == self.sep_token_id).long().cumsum(1)
+            # up to and including the first separator: the query; after it: the document
+            segment = ((seps - (features["input_ids"] == self.sep_token_id).long()) >= 1).long()
         q = (mask & (segment == 0)).unsqueeze(-1).to(h.dtype)
         d = (mask & (segment == 1)).unsqueeze(-1).to(h.dtype)
         qv = (h * q).sum(1) / q.sum(1).clamp(min=1)

@@ -61,7 +61,9 @@ def build_cross_encoder(spec: "RecipeSpec"):
     if spec.head == "segment-cosine":
         transformer = Transformer(init, transformer_task="feature-extraction", max_seq_length=spec.max_length,
                                   config_kwargs={"num_labels": 1})
-        model = CrossEncoder(modules=[transformer, SegmentCosine()], device=_device())
+        typed = "token_type_ids" in transformer.tokenizer.model_input_names
+        head = SegmentCosine(sep_token_id=None if typed else transformer.tokenizer.sep_token_id)
+        model = CrossEncoder(modules=[transformer, head], device=_device())
     else:
         model = CrossEncoder(init, num_labels=1, max_length=spec.max_length, device=_device(),
                              local_files_only=True)

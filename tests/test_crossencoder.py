@@ -83,3 +83,23 @@ def test_only_rankbench_heads_are_trusted(tiny_cross_encoders, tmp_path):
     assert not _own_modules_only(evil)
     with pytest.raises(ValueError, match="trust_remote_code"):
         load_cross_encoder(str(evil), "cpu")
+
+
+def test_segment_cosine_finds_the_segments_from_separators_as_bert_marks_them(dl19_pairs):
+    """A tokenizer without segment ids (MPNet's) gives the head the same split BERT's ids give."""
+    import torch
+
+    from rankers._models import resolve_model
+    from rankers.heads import SegmentCosine
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(resolve_model("sentence-transformers/all-MiniLM-L6-v2").path))
+    enc = tok([q for q, _ in dl19_pairs[:16]], [d for _, d in dl19_pairs[:16]], truncation=True, max_length=64,
+              padding=True, return_tensors="pt")
+    h = torch.randn(*enc["input_ids"].shape, 8, generator=torch.Generator().manual_seed(0))
+    typed = SegmentCosine()({**enc, "token_embeddings": h})["scores"]
+    untyped = {k: v for k, v in enc.items() if k != "token_type_ids"}
+    by_sep = SegmentCosine(sep_token_id=tok.sep_token_id)({**untyped, "token_embeddings": h})["scores"]
+    torch.testing.assert_close(by_sep, typed)
+    with pytest.raises(ValueError, match="token_type_ids or a sep_token_id"):
+        SegmentCosine()({**untyped, "token_embeddings": h})
