@@ -247,6 +247,10 @@ def render(config: Config, results: SuiteResults) -> str:
 KEEP, SPEEDUP = 0.97, 4.0     # issue 3's bar for a distilled student
 
 
+def _machine(result: dict) -> str | None:
+    return ((result.get("provenance") or {}).get("machine") or {}).get("id")
+
+
 def _distillation(w, suite, results: SuiteResults) -> None:
     """Each student beside its teacher: share of the teacher's effectiveness kept, and throughput."""
     rows = []
@@ -259,17 +263,19 @@ def _distillation(w, suite, results: SuiteResults) -> None:
             sv, tv = s["measures"]["aggregate"][m], t["measures"]["aggregate"][m]
             sp, tp = s["efficiency"].get("pairs_per_s"), t["efficiency"].get("pairs_per_s")
             kept = sv / tv if tv else None
-            speed = sp / tp if sp and tp else None
+            same = _machine(s) == _machine(t)
+            speed = sp / tp if sp and tp and same else None
             ok = kept is not None and speed is not None and kept >= KEEP and speed >= SPEEDUP
             rows.append(f"| {student} | {teacher} | {d} | {m} | {_num(tv)} | {_num(sv)} | "
                         f"{'—' if kept is None else f'{100 * kept:.1f}%'} | {_sig(tp)} | {_sig(sp)} | "
-                        f"{'—' if speed is None else f'{speed:.1f}x'} | {'yes' if ok else 'no'} |")
+                        f"{('— (other machine)' if not same else '—') if speed is None else f'{speed:.1f}x'} | "
+                        f"{'yes' if ok else 'no'} |")
     if not rows:
         return
     w("## Distillation\n")
     w(f"Each student beside the teacher it learnt from, on the same candidates. Kept: the student's share of "
-      f"the teacher's figure; speed-up: pairs scored per second, student over teacher, measured in this run on "
-      f"this machine. The bar: at least {100 * KEEP:.0f}% kept at {SPEEDUP:g}x or more.\n")
+      f"the teacher's figure; speed-up: pairs scored per second, student over teacher, given only when both were "
+      f"measured on the same machine (each result's provenance names it). The bar: at least {100 * KEEP:.0f}% kept at {SPEEDUP:g}x or more.\n")
     w("| student | teacher | dataset | measure | teacher | student | kept | teacher pairs/s | student pairs/s | "
       "speed-up | meets the bar |")
     w("|---|---|---|---|---:|---:|---:|---:|---:|---:|---|")

@@ -71,6 +71,18 @@ def test_fusion_sits_between_its_members_and_reuses_their_cached_runs(fusion_con
     row = next(line for line in text.splitlines() if line.startswith("| rnd | fused | sample |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[6] == f"{100 * ndcg('rnd') / ndcg('fused'):.1f}%" and cells[-1] == "no"
+    assert cells[9].endswith("x")
+    # a teacher measured on another machine gives no speed-up: pairs/s compare on one machine only
+    fused_path = result_path(reports, "s", "fused", "sample")
+    saved = fused_path.read_text()
+    moved = json.loads(saved)
+    moved["provenance"]["machine"]["id"] = "another-machine"
+    fused_path.write_text(json.dumps(moved))
+    row = next(line for line in build_report(fusion_config, reports, "s").splitlines()
+               if line.startswith("| rnd | fused | sample |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[9] == "— (other machine)" and cells[-1] == "no"
+    fused_path.write_text(saved)
 
     # a fusion's key follows its members: change one member and the fusion reruns
     from rankers.sanity import Random
