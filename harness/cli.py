@@ -14,6 +14,7 @@ EPILOG = """examples:
   rankbench check smoke                    compare results with reports/baselines.toml
   rankbench ls rankers                     what bench.toml defines
   rankbench train ce-teacher               train the model behind a ranker (cached)
+  rankbench export ce-student-int8         export a ranker's model to ONNX (fp32 / INT8 / fp16), cached
 """
 
 
@@ -50,6 +51,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-only", action="store_true", help="build and describe the training data; no training")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _common(p)
+
+    p = sub.add_parser("export", help="export an onnx ranker's model (kind = \"onnx\") into the cache",
+                       description="Export the source ranker's model to ONNX and build the ranker's variant "
+                                   "(fp32, int8-dynamic, int8-static, fp16) into the cache, where every run "
+                                   "that uses it finds it. Prints the folder and its size.")
+    p.add_argument("ranker", nargs="+")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
     _common(p)
 
     p = sub.add_parser("report", help="regenerate reports/SUITE.md from the result JSONs",
@@ -151,6 +160,23 @@ def cmd_train(args) -> int:
         return 0
     path, entry = runner.models.build(recipe, force=args.force)
     print(f"recipe {recipe}: model in {path} (built in {entry.get('build_seconds', '?')} s)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .errors import ConfigError
+    from .files import tree_bytes
+    from .runner import Runner
+
+    config, reports = _load(args)
+    for name in args.ranker:
+        if config.ranker(name).kind != "onnx":
+            raise ConfigError(f"[rankers.{name}] is a {config.ranker(name).kind!r} ranker; "
+                              f"rankbench export builds kind \"onnx\" rankers")
+    runner = Runner(config, reports, progress=False, threads=args.threads)
+    for name in args.ranker:
+        folder, entry = runner.instance(name).export()
+        print(f"{name}: {folder} ({tree_bytes(folder) / 1e6:.1f} MB, built in {entry.get('build_seconds', '?')} s)")
     return 0
 
 
@@ -282,7 +308,7 @@ def cmd_manifest(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "report": cmd_report, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
+COMMANDS = {"run": cmd_run, "train": cmd_train, "export": cmd_export, "report": cmd_report, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
             "validate": cmd_validate, "seed-irds": cmd_seed_irds, "manifest": cmd_manifest}
 
 

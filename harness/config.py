@@ -52,6 +52,14 @@ class SuiteSpec:
     baseline: str | None = None
     settings: Settings = Settings()
     students: Mapping[str, str] = field(default_factory=dict)   # distilled ranker -> its teacher's row
+    variants: Mapping[str, str] = field(default_factory=dict)   # exported/quantized ranker -> its torch source's row
+    bars: Mapping[str, float] = field(default_factory=dict)     # the bars those tables judge by (BARS)
+
+
+# What the Distillation and Variants tables judge by, unless a suite's bars = {...} says otherwise:
+# issue 3's student (97% of the teacher's measure at 4x its pairs/s) and issue 4's quantized
+# variant (99% of its source's measure at 4x, at most 30% of its size on disk).
+BARS = {"kept": 0.97, "speedup": 4.0, "variant_kept": 0.99, "variant_speedup": 4.0, "variant_size": 0.30}
 
 
 @dataclass(frozen=True)
@@ -217,7 +225,7 @@ def parse_config(raw: Mapping, path: Path) -> Config:
         w = f"{where} [suites.{name}]"
         _name(name, w)
         _keys(table, {"rankers", "datasets", "description", "measures", "extra_measures", "baseline",
-                      "settings", "students"}, w)
+                      "settings", "students", "variants", "bars"}, w)
         for key in ("rankers", "datasets"):
             if key not in table:
                 raise ConfigError(f"{w}: needs {key} = [...]")
@@ -246,17 +254,28 @@ def parse_config(raw: Mapping, path: Path) -> Config:
         if baseline is not None and baseline not in rs:
             raise ConfigError(unknown("baseline ranker (it must be one of the suite's rankers)",
                                       str(baseline), rs, w))
-        students = table.get("students", {})
-        if not isinstance(students, Mapping):
-            raise ConfigError(f"{w} students: must be a table {{student ranker = \"teacher ranker\"}}")
-        for student, teacher in students.items():
-            for role, r in (("student", student), ("teacher", teacher)):
-                if r not in rs:
-                    raise ConfigError(unknown(f"{role} ranker (it must be one of the suite's rankers)",
-                                              str(r), rs, f"{w} students"))
+        pairs = {}
+        for key, roles in (("students", ("student", "teacher")), ("variants", ("variant", "source"))):
+            pairs[key] = table.get(key, {})
+            if not isinstance(pairs[key], Mapping):
+                raise ConfigError(f"{w} {key}: must be a table {{{roles[0]} ranker = \"{roles[1]} ranker\"}}")
+            for a, b in pairs[key].items():
+                for role, r in zip(roles, (a, b)):
+                    if r not in rs:
+                        raise ConfigError(unknown(f"{role} ranker (it must be one of the suite's rankers)",
+                                                  str(r), rs, f"{w} {key}"))
+        bars = table.get("bars", {})
+        if not isinstance(bars, Mapping):
+            raise ConfigError(f"{w} bars: must be a table, e.g. {{speedup = 10.0}}")
+        for k, v in bars.items():
+            if k not in BARS:
+                raise ConfigError(unknown("bar", k, BARS, f"{w} bars"))
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise ConfigError(f"{w} bars.{k}: must be a positive number, found {v!r}")
         suites[name] = SuiteSpec(name=name, rankers=rs, datasets=dss, description=table.get("description", ""),
                                  measures=per_ds, default_measures=default, extra_measures=extra,
-                                 baseline=baseline, students=dict(students),
+                                 baseline=baseline, students=dict(pairs["students"]),
+                                 variants=dict(pairs["variants"]), bars={**BARS, **bars},
                                  settings=_settings(table.get("settings", {}), f"{w} settings", settings))
 
     check_raw = raw.get("check", {})
@@ -353,10 +372,12 @@ def _parse_rankers(tables: Mapping, where: str) -> dict[str, RankerSpec]:
     edges: dict[str, tuple[str, ...]] = {}
     for name, spec in out.items():
         w = f"{where} [rankers.{name}]"
-        refs = load_kind(spec.kind, w).references(spec.params, w)
+        cls = load_kind(spec.kind, w)
+        refs = cls.references(spec.params, w)
         for r in refs:
             if r not in out:
-                raise ConfigError(unknown("ranker", r, out, f"{w} members"))
+                raise ConfigError(unknown("ranker", r, out, f"{w} {cls.references_key}"))
+        cls.check_references(spec.params, out, w)
         edges[name] = ((spec.first_stage,) if spec.first_stage else ()) + tuple(refs)
 
     def visit(name: str, path: tuple[str, ...]) -> None:

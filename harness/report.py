@@ -215,6 +215,7 @@ def render(config: Config, results: SuiteResults) -> str:
         _not_applicable(w, suite, results, d)
 
     _distillation(w, suite, results)
+    _variants(w, suite, results)
     _trained_models(w, suite, results)
 
     # -- reproduce ---------------------------------------------------------------------------------
@@ -244,41 +245,110 @@ def render(config: Config, results: SuiteResults) -> str:
     return "\n".join(out)
 
 
-KEEP, SPEEDUP = 0.97, 4.0     # issue 3's bar for a distilled student
-
-
 def _machine(result: dict) -> str | None:
-    return ((result.get("provenance") or {}).get("machine") or {}).get("id")
+    """The machine that measured the result's efficiency: recorded with the run (a cached run keeps
+    the machine it was timed on), else the result's provenance (runs cached before that was kept)."""
+    return (result.get("efficiency") or {}).get("machine") or \
+        ((result.get("provenance") or {}).get("machine") or {}).get("id")
+
+
+def _bars(suite) -> dict:
+    from .config import BARS
+
+    return {**BARS, **(suite.bars or {})}
+
+
+def _compare(results: SuiteResults, suite, a: str, b: str, d: str) -> dict | None:
+    """Ranker a beside ranker b on dataset d: first measure, share kept, throughput ratio (same machine
+    only), size ratio."""
+    s, t = results.ok(a, d), results.ok(b, d)
+    if s is None or t is None:
+        return None
+    m = next(iter(t["measures"]["aggregate"]))
+    sv, tv = s["measures"]["aggregate"][m], t["measures"]["aggregate"][m]
+    sp, tp = s["efficiency"].get("pairs_per_s"), t["efficiency"].get("pairs_per_s")
+    same = _machine(s) == _machine(t)
+    sb, tb = s["efficiency"].get("model_bytes"), t["efficiency"].get("model_bytes")
+    return {"measure": m, "a": sv, "b": tv, "kept": sv / tv if tv else None, "a_pps": sp, "b_pps": tp,
+            "same": same, "speed": sp / tp if sp and tp and same else None,
+            "a_bytes": sb, "b_bytes": tb, "size": sb / tb if sb and tb else None}
+
+
+def _speed(c: dict) -> str:
+    if c["speed"] is None:
+        return "— (other machine)" if not c["same"] else "—"
+    return f"{c['speed']:.1f}x"
+
+
+def _verdict(c: dict, kept: float, speedup: float, size: float | None = None) -> str:
+    """"yes", or "no" and by how much each bar is missed."""
+    figures = [c["kept"], c["speed"]] + ([c["size"]] if size is not None else [])
+    short = []
+    if c["kept"] is not None and c["kept"] < kept:
+        short.append(f"kept {100 * (kept - c['kept']):.1f} points short")
+    if c["speed"] is not None and c["speed"] < speedup:
+        short.append(f"{speedup / c['speed']:.1f}x too slow")
+    if size is not None and c["size"] is not None and c["size"] > size:
+        short.append(f"size {100 * c['size']:.0f}% > {100 * size:.0f}%")
+    if short:
+        return "no: " + "; ".join(short)
+    return "yes" if all(f is not None for f in figures) else "no"
+
+
+def _compared(results: SuiteResults, suite, table: dict):
+    """(a, b, dataset, comparison) for each pair of a suite's students or variants table that ran."""
+    for a, b in table.items():
+        for d in suite.datasets:
+            c = _compare(results, suite, a, b, d)
+            if c is not None:
+                yield a, b, d, c
 
 
 def _distillation(w, suite, results: SuiteResults) -> None:
     """Each student beside its teacher: share of the teacher's effectiveness kept, and throughput."""
+    bars = _bars(suite)
     rows = []
-    for student, teacher in suite.students.items():
-        for d in suite.datasets:
-            s, t = results.ok(student, d), results.ok(teacher, d)
-            if s is None or t is None:
-                continue
-            m = next(iter(t["measures"]["aggregate"]))
-            sv, tv = s["measures"]["aggregate"][m], t["measures"]["aggregate"][m]
-            sp, tp = s["efficiency"].get("pairs_per_s"), t["efficiency"].get("pairs_per_s")
-            kept = sv / tv if tv else None
-            same = _machine(s) == _machine(t)
-            speed = sp / tp if sp and tp and same else None
-            ok = kept is not None and speed is not None and kept >= KEEP and speed >= SPEEDUP
-            rows.append(f"| {student} | {teacher} | {d} | {m} | {_num(tv)} | {_num(sv)} | "
-                        f"{'—' if kept is None else f'{100 * kept:.1f}%'} | {_sig(tp)} | {_sig(sp)} | "
-                        f"{('— (other machine)' if not same else '—') if speed is None else f'{speed:.1f}x'} | "
-                        f"{'yes' if ok else 'no'} |")
+    for student, teacher, d, c in _compared(results, suite, suite.students):
+        kept = "—" if c["kept"] is None else f"{100 * c['kept']:.1f}%"
+        rows.append(f"| {student} | {teacher} | {d} | {c['measure']} | {_num(c['b'])} | {_num(c['a'])} | {kept} | "
+                    f"{_sig(c['b_pps'])} | {_sig(c['a_pps'])} | {_speed(c)} | "
+                    f"{_verdict(c, bars['kept'], bars['speedup'])} |")
     if not rows:
         return
     w("## Distillation\n")
     w(f"Each student beside the teacher it learnt from, on the same candidates. Kept: the student's share of "
       f"the teacher's figure; speed-up: pairs scored per second, student over teacher, given only when both were "
-      f"measured on the same machine (each result's provenance names it). The bar: at least {100 * KEEP:.0f}% kept at {SPEEDUP:g}x or more.\n")
+      f"measured on the same machine (each result's provenance names it). The bar: at least "
+      f"{100 * bars['kept']:.0f}% kept at {bars['speedup']:g}x or more.\n")
     w("| student | teacher | dataset | measure | teacher | student | kept | teacher pairs/s | student pairs/s | "
       "speed-up | meets the bar |")
     w("|---|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for row in rows:
+        w(row)
+    w("")
+
+
+def _variants(w, suite, results: SuiteResults) -> None:
+    """Each exported or quantized ranker beside the torch ranker it came from."""
+    bars = _bars(suite)
+    rows = []
+    for variant, source, d, c in _compared(results, suite, suite.variants):
+        verdict = _verdict(c, bars["variant_kept"], bars["variant_speedup"], bars["variant_size"])
+        kept = "—" if c["kept"] is None else f"{100 * c['kept']:.1f}%"
+        size = "—" if c["size"] is None else f"{100 * c['size']:.0f}%"
+        rows.append(f"| {variant} | {source} | {d} | {c['measure']} | {_num(c['b'])} | {_num(c['a'])} | {kept} | "
+                    f"{_sig(c['b_pps'])} | {_sig(c['a_pps'])} | {_speed(c)} | {_mb(c['b_bytes'])} | "
+                    f"{_mb(c['a_bytes'])} | {size} | {verdict} |")
+    if not rows:
+        return
+    w("## Exported and quantized variants\n")
+    w(f"Each variant beside the torch ranker it was exported from, on the same candidates. Kept: the variant's "
+      f"share of the source's figure; speed-up: pairs per second, variant over source, same machine only; size: "
+      f"the variant's files on disk over the source's. The bar: at least {100 * bars['variant_kept']:.0f}% kept, "
+      f"{bars['variant_speedup']:g}x or more, at most {100 * bars['variant_size']:.0f}% of the size.\n")
+    w("| variant | source | dataset | measure | source | variant | kept | source pairs/s | variant pairs/s | "
+      "speed-up | source MB | variant MB | size | meets the bar |")
+    w("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
         w(row)
     w("")

@@ -135,7 +135,8 @@ class Runner:
         if reason is None:
             from rankers import load_kind
 
-            for member in load_kind(spec.kind).references(spec.params, ranker):
+            cls = load_kind(spec.kind)
+            for member in (cls.references(spec.params, ranker) if cls.runs_references else ()):
                 inner = self.applicability(member, dataset)
                 if inner is not None:
                     return f"member {member}: {inner}"
@@ -254,6 +255,7 @@ class Runner:
         fp = inst.footprint()
         n = len(queries)
         eff = {
+            "machine": self.provenance()["machine"]["id"],    # where these figures were measured
             "device": fp.device,
             "cpu_threads": self.ctx.threads or os.cpu_count(),
             "precomputed": inst.precomputed,

@@ -13,6 +13,7 @@ KINDS: dict[str, str] = {
     "bi-encoder": "rankers.biencoder:BiEncoder",
     "cross-encoder": "rankers.crossencoder:CrossEncoderRanker",
     "fusion": "rankers.fusion:Fusion",
+    "onnx": "rankers.onnx:OnnxRanker",
     "run": "rankers.runfile:RunFile",
     "oracle": "rankers.sanity:Oracle",
     "random": "rankers.sanity:Random",

@@ -72,6 +72,9 @@ class Ranker:
     retrieves: ClassVar[bool] = True             # can rank a whole corpus (candidates=None)
     reranks: ClassVar[bool] = False              # can order given candidates
     precomputed: ClassVar[bool] = False          # output read from a file: latency is meaningless
+    runs_references: ClassVar[bool] = True       # False: referenced rankers lend a model, their chains never run
+    references_key: ClassVar[str] = "members"    # the parameter that names them (in error messages)
+    batch_invariant: bool = True                 # a pair's score does not depend on what else is in its batch
 
     def __init__(self, name: str, params: Any, ctx: Context):
         self.name = name
@@ -102,6 +105,10 @@ class Ranker:
     def references(cls, params: Any, where: str) -> tuple[str, ...]:
         """Names of other bench.toml rankers this one is built on (checked to exist, no cycles)."""
         return ()
+
+    @classmethod
+    def check_references(cls, params: Any, rankers: Mapping[str, Any], where: str) -> None:
+        """Once every ranker is parsed: refuse referenced rankers this kind cannot build on."""
 
     def model_identity(self) -> dict:
         """Hashes of model files, for rankers that load one."""

@@ -82,25 +82,59 @@ class PairBatches:
         return (len(self.pairs) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[list[int], dict]]:
-        import numpy as np
-
         if not self.pairs:
             return
         enc, lengths, stats = self._encode()
-        self.stats = TruncationStats(pairs=stats.pairs, truncated=stats.truncated, tokens=stats.tokens)
-        order = np.argsort(-lengths, kind="stable")
-        pad_id = self.tokenizer.pad_token_id or 0
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size].tolist()
-            width = int(lengths[idx[0]])
-            self.stats.padded_tokens += width * len(idx)
-            batch = {}
-            for key in keys:
-                fill = pad_id if key == "input_ids" else 0
-                arr = np.full((len(idx), width), fill, dtype=np.int64)
-                for row, i in enumerate(idx):
-                    seq = enc[key][i]
-                    arr[row, :len(seq)] = seq
-                batch[key] = arr
-            yield idx, batch
+        self.stats = TruncationStats(truncated=stats.truncated)
+        yield from _padded(enc, self.tokenizer.pad_token_id or 0, self.batch_size, self.stats)
+
+
+@dataclass
+class TextBatches:
+    """Single texts (a bi-encoder's queries or documents), tokenized once, truncated at
+    ``max_length``, sorted by token length and padded to each batch's longest: the same batching
+    as ``PairBatches``, for models that read one text at a time. Yields ``(positions, features)``."""
+
+    tokenizer: object
+    texts: Sequence[str]
+    max_length: int
+    batch_size: int = 32
+    stats: TruncationStats = field(default_factory=TruncationStats)
+
+    def __post_init__(self):
+        if self.max_length < 2:
+            raise ValueError(f"max_length {self.max_length} is too small for a text")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {self.batch_size}")
+
+    def __len__(self) -> int:
+        return (len(self.texts) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[list[int], dict]]:
+        if not self.texts:
+            return
+        enc = self.tokenizer(list(self.texts), truncation=True, max_length=self.max_length,
+                             return_attention_mask=True)
+        yield from _padded(enc, self.tokenizer.pad_token_id or 0, self.batch_size, self.stats)
+
+
+def _padded(enc, pad_id: int, batch_size: int, stats: TruncationStats):
+    import numpy as np
+
+    lengths = np.fromiter((len(x) for x in enc["input_ids"]), dtype=np.int64, count=len(enc["input_ids"]))
+    stats.pairs += len(lengths)
+    stats.tokens += int(lengths.sum())
+    order = np.argsort(-lengths, kind="stable")
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size].tolist()
+        width = int(lengths[idx[0]])
+        stats.padded_tokens += width * len(idx)
+        batch = {}
+        for key in keys:
+            arr = np.full((len(idx), width), pad_id if key == "input_ids" else 0, dtype=np.int64)
+            for row, i in enumerate(idx):
+                seq = enc[key][i]
+                arr[row, :len(seq)] = seq
+            batch[key] = arr
+        yield idx, batch

@@ -139,3 +139,17 @@ def test_validate_command_reports_errors_and_exits_2(tmp_path, capsys):
     bad.write_text('[rankers.x]\nkind = "bi-encoder"\nmodle = "m"\n')
     assert main(["validate", "--config", str(bad)]) == 2
     assert 'unknown parameter "modle" (did you mean "model"?)' in capsys.readouterr().err
+
+
+def test_comparison_tables_and_their_bars():
+    rankers = {"bm25": {"kind": "bm25", "k1": 0.9}, "r": {"kind": "random", "first_stage": "bm25"}}
+    ok = parse(rankers=rankers, suites={"s": {"rankers": ["bm25", "r"], "datasets": ["sci"],
+                                              "variants": {"r": "bm25"}, "bars": {"speedup": 10}}})
+    s = ok.suite("s")
+    assert s.variants == {"r": "bm25"} and s.bars["speedup"] == 10 and s.bars["variant_size"] == 0.30
+    with pytest.raises(ConfigError, match=r'\[suites\.s\] variants: unknown source ranker .*"bm24"'):
+        parse(rankers=rankers, suites={"s": {"rankers": ["bm25", "r"], "datasets": ["sci"], "variants": {"r": "bm24"}}})
+    with pytest.raises(ConfigError, match=r'\[suites\.s\] bars: unknown bar "sped" \(did you mean "speedup"\?\)'):
+        parse(rankers=rankers, suites={"s": {"rankers": ["bm25", "r"], "datasets": ["sci"], "bars": {"sped": 2}}})
+    with pytest.raises(ConfigError, match=r"bars\.kept: must be a positive number, found -1"):
+        parse(rankers=rankers, suites={"s": {"rankers": ["bm25", "r"], "datasets": ["sci"], "bars": {"kept": -1}}})

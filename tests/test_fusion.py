@@ -70,18 +70,26 @@ def test_fusion_sits_between_its_members_and_reuses_their_cached_runs(fusion_con
     text = build_report(fusion_config, reports, "s")
     row = next(line for line in text.splitlines() if line.startswith("| rnd | fused | sample |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[6] == f"{100 * ndcg('rnd') / ndcg('fused'):.1f}%" and cells[-1] == "no"
+    assert cells[6] == f"{100 * ndcg('rnd') / ndcg('fused'):.1f}%"
+    kept = ndcg("rnd") / ndcg("fused")
+    assert cells[-1].startswith(f"no: kept {100 * (0.97 - kept):.1f} points short")    # and by how much
     assert cells[9].endswith("x")
     # a teacher measured on another machine gives no speed-up: pairs/s compare on one machine only
     fused_path = result_path(reports, "s", "fused", "sample")
     saved = fused_path.read_text()
     moved = json.loads(saved)
-    moved["provenance"]["machine"]["id"] = "another-machine"
+    assert moved["efficiency"]["machine"] == moved["provenance"]["machine"]["id"]
+    moved["efficiency"]["machine"] = "another-machine"    # a cached run keeps the machine that timed it
     fused_path.write_text(json.dumps(moved))
     row = next(line for line in build_report(fusion_config, reports, "s").splitlines()
                if line.startswith("| rnd | fused | sample |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[9] == "— (other machine)" and cells[-1] == "no"
+    assert cells[9] == "— (other machine)" and cells[-1] == f"no: kept {100 * (0.97 - kept):.1f} points short"
+    del moved["efficiency"]["machine"]                    # results written before: their provenance decides
+    moved["provenance"]["machine"]["id"] = "another-machine"
+    fused_path.write_text(json.dumps(moved))
+    assert "| — (other machine) | no: kept" in next(line for line in build_report(fusion_config, reports, "s").splitlines()
+                                                if line.startswith("| rnd | fused | sample |"))
     fused_path.write_text(saved)
 
     # a fusion's key follows its members: change one member and the fusion reruns

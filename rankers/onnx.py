@@ -1,0 +1,454 @@
+"""ONNX rankers: another ranker's model exported to ONNX and run by onnxruntime.
+
+    [rankers.ce-student-int8]
+    kind = "onnx"
+    source = "ce-student-rerank-bm25"   # a cross-encoder or bi-encoder ranker of bench.toml
+    variant = "int8-dynamic"            # fp32 | int8-dynamic | int8-static | fp16
+    first_stage = "bm25"
+    depth = 100
+
+The source's model (a Hub id, a folder, or a model trained here) is exported once by
+``torch.onnx.export`` and, for the INT8 variants, quantized by onnxruntime; the result lands in
+the content-addressed cache (area ``onnx``) under a key made of the source model's identity, the
+variant and its settings, the calibration data and the library versions. ``rankbench export
+RANKER`` builds it; so does the first run that needs it.
+
+The tokenizer runs outside the graph and scoring goes through the same code as the torch
+rankers: a cross-encoder's pairs through ``rankers.pairs.PairBatches`` (length-sorted batches,
+padding to each batch's longest pair), a bi-encoder's texts through ``rankers.pairs.TextBatches``
+and the bi-encoder's own search and rerank code. Only the forward pass differs.
+
+Variants:
+- ``fp32``: the exported graph as is (scores equal torch's within float noise).
+- ``int8-dynamic``: weights quantized to int8 ahead of time (per output channel), activations
+  quantized at run time from their observed range. MatMul weights, and the embedding tables when
+  ``quantize_embeddings`` (most of a small model's bytes).
+- ``int8-static``: weights and activations quantized ahead of time, activation ranges calibrated
+  on a sample of the source's training queries and candidates (a recipe's training examples, or
+  ``calibration = "DATASET"``: never a dataset a suite using this ranker evaluates).
+- ``fp16``: half-precision weights for GPU execution (``provider = "cuda"``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Mapping, Sequence
+
+from harness.errors import ConfigError, RankerUnavailable
+
+from .base import Footprint, Ranker, require
+from .biencoder import BiEncoder
+from .crossencoder import CrossEncoderRanker
+from .pairs import PairBatches, TextBatches
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from harness.types import Run
+
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+VARIANTS = ("fp32", "int8-dynamic", "int8-static", "fp16")
+SOURCE_KINDS = ("cross-encoder", "bi-encoder")
+EXPORT_VERSION = 1      # bump when export or quantization changes what an entry holds
+
+
+@dataclass(frozen=True)
+class OnnxParams:
+    source: str = ""                       # the ranker whose model is exported
+    variant: Literal["fp32", "int8-dynamic", "int8-static", "fp16"] = "fp32"
+    per_channel: bool = True               # int8: one scale per output channel of each weight
+    quantize_embeddings: bool = True       # int8: the embedding tables too (Gather)
+    calibration: str | None = None         # int8-static: dataset to calibrate on (default: the recipe's training data)
+    calibration_queries: int = 64          # int8-static: queries sampled for calibration
+    calibration_depth: int = 8             # int8-static: candidates per query
+    calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    keep_float: tuple[str, ...] | None = None   # int8: node groups left in float ("ffn-output"); None: the variant's default
+    opset: int = 17
+    max_length: int | None = None          # None: the source's
+    batch_size: int = 32
+    provider: Literal["cpu", "cuda"] = "cpu"
+    graph_optimization: Literal["disabled", "basic", "extended", "all"] = "all"
+    threads: int = 0                       # intra-op threads; 0: the harness's setting, else all cores
+
+
+class OnnxRanker(Ranker):
+    """Delegates to a torch ranker class of the source's kind whose forward pass is onnxruntime's."""
+
+    kind = "onnx"
+    VERSION = 1
+    Params = OnnxParams
+    OPERATIONAL = frozenset({"batch_size", "threads", "graph_optimization"})
+    reranks = True
+    runs_references = False      # the source lends its model; its chain is never run
+    references_key = "source"
+
+    @classmethod
+    def references(cls, params: OnnxParams, where: str) -> tuple[str, ...]:
+        if not params.source:
+            raise ConfigError(f"{where}: needs source = \"RANKER\": the cross-encoder or bi-encoder to export")
+        if params.calibration_queries < 1 or params.calibration_depth < 1:
+            raise ConfigError(f"{where}: calibration_queries and calibration_depth must be at least 1")
+        if params.opset < 14:
+            raise ConfigError(f"{where}: opset must be 14 or more (attention exports need it), found {params.opset}")
+        if params.variant == "fp16" and params.provider != "cuda":
+            raise ConfigError(f"{where}: variant \"fp16\" is for GPU execution: set provider = \"cuda\" "
+                              f"(onnxruntime's CPU kernels run fp16 slower than fp32)")
+        for group in params.keep_float or ():
+            if group not in KEEP_FLOAT_GROUPS:
+                raise ConfigError(f"{where}: keep_float: unknown node group {group!r} (known: {', '.join(KEEP_FLOAT_GROUPS)})")
+        if params.calibration is not None and params.variant != "int8-static":
+            raise ConfigError(f"{where}: calibration only applies to variant \"int8-static\"")
+        return (params.source,)
+
+    @classmethod
+    def check_references(cls, params: OnnxParams, rankers: Mapping, where: str) -> None:
+        source = rankers[params.source]
+        if source.kind not in SOURCE_KINDS:
+            raise ConfigError(f"{where}: source {params.source!r} is a {source.kind!r} ranker; onnx exports "
+                              f"one of {', '.join(SOURCE_KINDS)}")
+
+    def __init__(self, name, params, ctx):
+        super().__init__(name, params, ctx)
+        self._inner = None
+        # dynamic INT8 quantizes each batch's activations with one scale from that batch's range: a
+        # pair's score moves (slightly) with its batch-mates
+        self.batch_invariant = params.variant != "int8-dynamic"
+
+    # -- the source and the exported model --------------------------------------------------------
+
+    def _chains(self):
+        if self.ctx.chains is None:
+            raise RankerUnavailable(f"ranker {self.name}: an onnx ranker needs the harness runner to reach "
+                                    f"its source {self.params.source!r}")
+        return self.ctx.chains
+
+    @property
+    def source(self):
+        """The source ranker's instance (its model, its parameters)."""
+        return self._chains().instance(self.params.source)
+
+    @property
+    def source_kind(self) -> str:
+        return self._chains().config.ranker(self.params.source).kind
+
+    def export_identity(self) -> dict:
+        """What the exported files depend on: the source model, the variant's settings, the
+        calibration data, the libraries."""
+        from harness.params import as_dict
+
+        p = as_dict(self.params)
+        settings = {k: p[k] for k in ("variant", "opset", "max_length")}
+        if self.params.variant.startswith("int8"):
+            settings.update(per_channel=self.params.per_channel, quantize_embeddings=self.params.quantize_embeddings,
+                            keep_float=list(keep_float(self.params)))
+        if self.params.variant == "int8-static":
+            settings.update({k: p[k] for k in ("calibration", "calibration_queries", "calibration_depth",
+                                               "calibrate_method")})
+            settings["calibration_data"] = self._calibration_identity()
+        return {"source_kind": self.source_kind, "source_model": self.source.model_identity(),
+                "source_max_length": self._source_max_length(), "settings": settings,
+                "libraries": _versions(), "export_version": EXPORT_VERSION}
+
+    def _source_max_length(self) -> int | None:
+        return self.source.params.max_length
+
+    def model_identity(self) -> dict:
+        from harness.cache import fingerprint
+
+        return {"onnx": fingerprint(self.export_identity())}
+
+    def export(self) -> tuple[Path, dict]:
+        """The exported (and quantized) model's cache folder and entry, built when missing."""
+        from harness.cache import fingerprint
+
+        key = fingerprint(self.export_identity())
+        describe = {"what": "onnx model", "ranker": self.name, "source": self.params.source,
+                    "variant": self.params.variant}
+        return self.ctx.cache.artifact("onnx", key, describe, self._build)
+
+    def _build(self, folder: Path) -> None:
+        from .onnx_export import export_model, quantize
+
+        src = self.source
+        fp32 = folder / "model.fp32.onnx"
+        info = export_model(Path(src.path if self.source_kind == "cross-encoder" else src.resolved.path),
+                            self.source_kind, fp32, opset=self.params.opset, log=self._log)
+        calibration = self._calibration_inputs(folder / info["tokenizer_dir"], info) if self.params.variant == "int8-static" else None
+        quantize(fp32, folder / "model.onnx", self.params, calibration=calibration, keep_float=keep_float(self.params),
+                 log=self._log)
+        fp32.unlink(missing_ok=True)      # fp32: moved into model.onnx; the others: only their own file
+        (folder / "export.json").write_text(json.dumps({**info, "variant": self.params.variant,
+                                                        "identity": self.export_identity()},
+                                                       indent=1, sort_keys=True, default=str) + "\n")
+
+    def _log(self, msg: str) -> None:
+        log = getattr(self._chains(), "log", None)
+        (log or print)(f"[onnx {self.name}] {msg}")
+
+    # -- calibration (int8-static) ----------------------------------------------------------------
+
+    def _calibration_identity(self) -> dict:
+        if self.params.calibration is None:
+            recipe = self.source.recipe
+            if recipe is None:
+                raise ConfigError(f"[rankers.{self.name}]: variant int8-static calibrates on the source's training "
+                                  f"data, and {self.params.source} is not trained here: set calibration = \"DATASET\" "
+                                  f"(a training split no suite using this ranker evaluates)")
+            return {"recipe": self._chains().models.identity(recipe)}
+        ds = self._calibration_dataset()
+        return {"dataset": ds.fingerprint()}
+
+    def _calibration_dataset(self):
+        chains = self._chains()
+        name = self.params.calibration
+        ds = chains.dataset(name)
+        for suite in chains.config.suites.values():
+            users = [r for r in suite.rankers if self.name in {s.name for s in chains.config.closure(r)}]
+            for other in (suite.datasets if users else ()):
+                if chains.dataset(other).fingerprint() == ds.fingerprint():
+                    raise ConfigError(f"[rankers.{self.name}]: calibration dataset {name} is evaluated by suite "
+                                      f"{suite.name} ({other}), which uses this ranker; calibrate on a training split")
+        return ds
+
+    def calibration_texts(self) -> list[tuple[str, str]]:
+        """(query, document) pairs to calibrate on, from training data only, seeded."""
+        import random
+
+        p = self.params
+        pairs: list[tuple[str, str]] = []
+        if p.calibration is None:
+            data = self._chains().models.training_data(self.source.recipe)
+            for e in data.examples[:p.calibration_queries]:
+                docs = [e.positive] + list(e.negatives)
+                pairs += [(e.query, d) for d in docs[:p.calibration_depth]]
+            return pairs
+        ds = self._calibration_dataset()
+        queries, qrels = ds.queries(), ds.qrels()
+        qids = sorted(q for q in qrels if q in queries)
+        qids = random.Random(f"{self.ctx.seed}:calibration").sample(qids, min(p.calibration_queries, len(qids)))
+        for q in qids:
+            judged = sorted(qrels[q], key=lambda d: (-qrels[q][d], d))[:p.calibration_depth]
+            docs = ds.docs(set(judged))
+            pairs += [(queries[q], docs[d].joined()) for d in judged if d in docs]
+        if not pairs:
+            raise ConfigError(f"[rankers.{self.name}]: calibration dataset {p.calibration} gave no judged pairs")
+        return pairs
+
+    def _calibration_inputs(self, tokenizer_dir: Path, info: dict) -> list[dict]:
+        """The model's input batches for the calibration pairs (bi-encoders see each text alone)."""
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        pairs = self.calibration_texts()
+        max_length = self.params.max_length or info["max_length"]
+        names = set(info["inputs"])
+        if self.source_kind == "cross-encoder":
+            batches = PairBatches(tok, pairs, max_length, 8)
+        else:
+            texts = list(dict.fromkeys([q for q, _ in pairs] + [d for _, d in pairs]))
+            batches = TextBatches(tok, texts, max_length, 8)
+        # every calibration batch padded to one width: the histogram methods (entropy, percentile)
+        # stack them
+        import numpy as np
+
+        pad = tok.pad_token_id or 0
+        return [{k: np.pad(v, ((0, 0), (0, max_length - v.shape[1])), constant_values=pad if k == "input_ids" else 0)
+                 for k, v in feats.items() if k in names} for _, feats in batches]
+
+    # -- ranking: a torch ranker class with onnxruntime's forward pass ------------------------------
+
+    @property
+    def inner(self):
+        if self._inner is None:
+            src_spec = self._chains().config.ranker(self.params.source)
+            cls = OnnxCrossEncoder if src_spec.kind == "cross-encoder" else OnnxBiEncoder
+            self._inner = cls(self.name, src_spec.params, self.ctx, self)
+        return self._inner
+
+    def applies_to(self, dataset, reranking):
+        return self.inner.applies_to(dataset, reranking)
+
+    def prepare(self, dataset, reranking=False):
+        super().prepare(dataset, reranking)
+        self.inner.prepare(dataset, reranking)
+
+    def rank(self, queries, candidates, k):
+        return self.inner.rank(queries, candidates, k)
+
+    def run_stats(self) -> dict:
+        return self.inner.run_stats()
+
+    def footprint(self) -> Footprint:
+        return self.inner.footprint()
+
+    def close(self):
+        if self._inner is not None:
+            self._inner.close()
+
+    # -- the session -----------------------------------------------------------------------------
+
+    def session(self):
+        folder, _ = self.export()
+        threads = self.params.threads or self.ctx.threads
+        return _session(str(folder / "model.onnx"), self.params.provider, self.params.graph_optimization, threads)
+
+    def folder(self) -> Path:
+        return self.export()[0]
+
+    def info(self) -> dict:
+        return json.loads((self.folder() / "export.json").read_text())
+
+    def tokenizer(self):
+        return _tokenizer(str(self.folder() / "tokenizer"))
+
+    def max_length(self) -> int:
+        return self.params.max_length or self.info()["max_length"]
+
+    def onnx_footprint(self, index_bytes: int = 0, build_seconds=None) -> Footprint:
+        from harness.files import tree_bytes
+
+        folder = self.folder()
+        info = self.info()
+        dtype = {"fp32": "float32", "fp16": "float16"}.get(self.params.variant, "int8")
+        return Footprint(index_bytes=index_bytes, model_bytes=tree_bytes(folder) - _bytes(folder / "entry.json"),
+                         params=info.get("params", 0), dtype=dtype, device=self.params.provider,
+                         build_seconds=build_seconds)
+
+
+KEEP_FLOAT_GROUPS = ("ffn-output",)
+
+
+def keep_float(params: OnnxParams) -> tuple[str, ...]:
+    """Node groups an INT8 variant leaves in float. Static INT8 keeps the feed-forward output
+    projections in float by default: their inputs (GELU outputs) carry outliers that one calibrated
+    activation scale cannot cover (on ce-distilled, DL 2019 sample: Spearman 0.92 quantizing them,
+    0.98 keeping them). Dynamic INT8 measures each batch's range, and quantizes everything."""
+    if params.keep_float is not None:
+        return tuple(params.keep_float)
+    return ("ffn-output",) if params.variant == "int8-static" else ()
+
+
+def _bytes(p: Path) -> int:
+    return p.stat().st_size if p.exists() else 0
+
+
+@lru_cache(maxsize=8)
+def _session(path: str, provider: str, level: str, threads: int):
+    ort = require("onnxruntime", "onnx", "the onnx ranker")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = {
+        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
+    if threads:
+        so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    providers = ["CPUExecutionProvider"]
+    if provider == "cuda":
+        have = ort.get_available_providers()
+        if "CUDAExecutionProvider" not in have:
+            raise RankerUnavailable(f"provider \"cuda\" needs onnxruntime-gpu and a GPU; this onnxruntime has {have}")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ort.InferenceSession(path, so, providers=providers)
+
+
+@lru_cache(maxsize=8)
+def _tokenizer(path: str):
+    from harness.net import is_offline
+
+    is_offline()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("torch", "onnx", "onnxruntime", "transformers", "sentence-transformers"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _run(session, feats_iter, n: int, width: int | None = None) -> "np.ndarray":
+    """Run the session over (positions, features) batches; rows of the first output in input order."""
+    import numpy as np
+
+    names = {i.name for i in session.get_inputs()}
+    out = None
+    for idx, feats in feats_iter:
+        res = session.run(None, {k: v for k, v in feats.items() if k in names})[0]
+        res = np.asarray(res, dtype=np.float32).reshape(len(idx), -1)
+        if out is None:
+            out = np.empty((n, res.shape[1]), dtype=np.float32)
+        out[idx] = res
+    if out is None:
+        out = np.zeros((n, width or 1), dtype=np.float32)
+    return out
+
+
+class _OnnxForward:
+    """Mixed into a torch ranker class: the onnx ranker that owns it supplies the model."""
+
+    def __init__(self, name, params, ctx, outer: OnnxRanker):
+        super().__init__(name, params, ctx)
+        self.outer = outer
+
+    def model_identity(self) -> dict:
+        return self.outer.model_identity()
+
+
+class OnnxCrossEncoder(_OnnxForward, CrossEncoderRanker):
+    """The cross-encoder ranker, scoring through onnxruntime."""
+
+    @property
+    def max_length(self) -> int:
+        return self.outer.max_length()
+
+    def prepare(self, dataset, reranking=False):
+        self.dataset = dataset
+        self.outer.session()       # export (or load) now: not ranking time
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> "np.ndarray":
+        batches = PairBatches(self.outer.tokenizer(), pairs, self.max_length, self.outer.params.batch_size)
+        out = _run(self.outer.session(), batches, len(pairs))[:, 0]
+        self._stats.add(batches.stats)
+        return out
+
+    def footprint(self) -> Footprint:
+        return self.outer.onnx_footprint()
+
+
+class OnnxBiEncoder(_OnnxForward, BiEncoder):
+    """The bi-encoder ranker (exact or HNSW search, reranking), encoding through onnxruntime."""
+
+    @property
+    def model(self):
+        return self.outer.session()
+
+    def _encode(self, texts: list[str], progress: bool) -> "np.ndarray":
+        import numpy as np
+
+        info = self.outer.info()
+        batches = TextBatches(self.outer.tokenizer(), texts, self.outer.max_length(), self.outer.params.batch_size)
+        emb = _run(self.outer.session(), batches, len(texts), width=info.get("dim"))
+        if self.params.normalize:
+            norms = np.linalg.norm(emb, axis=1, keepdims=True)
+            emb = emb / np.maximum(norms, 1e-12)
+        return emb.astype(np.float32)
+
+    def footprint(self) -> Footprint:
+        index = 0
+        if self._index_dir:
+            from harness.files import tree_bytes
+
+            index = sum(tree_bytes(d) for d in self._index_dir)
+        return self.outer.onnx_footprint(index, self._enc_entry.get("build_seconds") if self._index_dir else None)
