@@ -108,6 +108,12 @@ class Config:
             raise ConfigError(unknown("dataset", name, self.datasets, str(self.path)))
         return self.datasets[name]
 
+    def evaluations(self, rankers) -> list[tuple[str, str]]:
+        """(suite, dataset) for every dataset a suite evaluates with any of these rankers: what
+        the leakage guards keep out of training and calibration data."""
+        return [(suite.name, d) for suite in self.suites.values() if set(rankers) & set(suite.rankers)
+                for d in suite.datasets]
+
     def closure(self, ranker: str) -> list[RankerSpec]:
         """The ranker and every ranker it is built on: first stages and members (fusion), each once."""
         from rankers import load_kind

@@ -177,11 +177,7 @@ class TrainedModels:
     def evaluation_datasets(self, name: str) -> list[str]:
         """Datasets evaluated by any suite with a ranker whose chain uses this recipe."""
         users = {r for r in self.config.rankers if name in self.recipes_in(r)}
-        out = []
-        for suite in self.config.suites.values():
-            if users & set(suite.rankers):
-                out += [d for d in suite.datasets if d not in out]
-        return out
+        return list(dict.fromkeys(d for _, d in self.config.evaluations(users)))
 
     def recipes_in(self, ranker: str) -> list[str]:
         """Recipes a ranker's output depends on: in its chain, its fusion members, and the teachers

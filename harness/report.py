@@ -295,6 +295,20 @@ def _verdict(c: dict, kept: float, speedup: float, size: float | None = None) ->
     return "yes" if all(f is not None for f in figures) else "no"
 
 
+def _table(w, title: str, intro: str, header: list[str], rows: list[str]) -> None:
+    """A comparison section: nothing when no pair ran. The four leading columns are text, the
+    figures right-aligned, the verdict text."""
+    if not rows:
+        return
+    w(f"## {title}\n")
+    w(intro + "\n")
+    w("| " + " | ".join(header) + " |")
+    w("|" + "---|" * 4 + "---:|" * (len(header) - 5) + "---|")
+    for row in rows:
+        w(row)
+    w("")
+
+
 def _compared(results: SuiteResults, suite, table: dict):
     """(a, b, dataset, comparison) for each pair of a suite's students or variants table that ran."""
     for a, b in table.items():
@@ -313,19 +327,12 @@ def _distillation(w, suite, results: SuiteResults) -> None:
         rows.append(f"| {student} | {teacher} | {d} | {c['measure']} | {_num(c['b'])} | {_num(c['a'])} | {kept} | "
                     f"{_sig(c['b_pps'])} | {_sig(c['a_pps'])} | {_speed(c)} | "
                     f"{_verdict(c, bars['kept'], bars['speedup'])} |")
-    if not rows:
-        return
-    w("## Distillation\n")
-    w(f"Each student beside the teacher it learnt from, on the same candidates. Kept: the student's share of "
+    _table(w, "Distillation", f"Each student beside the teacher it learnt from, on the same candidates. Kept: the student's share of "
       f"the teacher's figure; speed-up: pairs scored per second, student over teacher, given only when both were "
       f"measured on the same machine (each result's provenance names it). The bar: at least "
-      f"{100 * bars['kept']:.0f}% kept at {bars['speedup']:g}x or more.\n")
-    w("| student | teacher | dataset | measure | teacher | student | kept | teacher pairs/s | student pairs/s | "
-      "speed-up | meets the bar |")
-    w("|---|---|---|---|---:|---:|---:|---:|---:|---:|---|")
-    for row in rows:
-        w(row)
-    w("")
+      f"{100 * bars['kept']:.0f}% kept at {bars['speedup']:g}x or more.",
+           ["student", "teacher", "dataset", "measure", "teacher", "student", "kept", "teacher pairs/s",
+            "student pairs/s", "speed-up", "meets the bar"], rows)
 
 
 def _variants(w, suite, results: SuiteResults) -> None:
@@ -339,19 +346,12 @@ def _variants(w, suite, results: SuiteResults) -> None:
         rows.append(f"| {variant} | {source} | {d} | {c['measure']} | {_num(c['b'])} | {_num(c['a'])} | {kept} | "
                     f"{_sig(c['b_pps'])} | {_sig(c['a_pps'])} | {_speed(c)} | {_mb(c['b_bytes'])} | "
                     f"{_mb(c['a_bytes'])} | {size} | {verdict} |")
-    if not rows:
-        return
-    w("## Exported and quantized variants\n")
-    w(f"Each variant beside the torch ranker it was exported from, on the same candidates. Kept: the variant's "
+    _table(w, "Exported and quantized variants", f"Each variant beside the torch ranker it was exported from, on the same candidates. Kept: the variant's "
       f"share of the source's figure; speed-up: pairs per second, variant over source, same machine only; size: "
       f"the variant's files on disk over the source's. The bar: at least {100 * bars['variant_kept']:.0f}% kept, "
-      f"{bars['variant_speedup']:g}x or more, at most {100 * bars['variant_size']:.0f}% of the size.\n")
-    w("| variant | source | dataset | measure | source | variant | kept | source pairs/s | variant pairs/s | "
-      "speed-up | source MB | variant MB | size | meets the bar |")
-    w("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for row in rows:
-        w(row)
-    w("")
+      f"{bars['variant_speedup']:g}x or more, at most {100 * bars['variant_size']:.0f}% of the size.",
+           ["variant", "source", "dataset", "measure", "source", "variant", "kept", "source pairs/s",
+            "variant pairs/s", "speed-up", "source MB", "variant MB", "size", "meets the bar"], rows)
 
 
 def _trained_models(w, suite, results: SuiteResults) -> None:

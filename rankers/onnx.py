@@ -47,11 +47,8 @@ from .pairs import PairBatches, TextBatches
 if TYPE_CHECKING:
     import numpy as np
 
-    from harness.types import Run
-
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-VARIANTS = ("fp32", "int8-dynamic", "int8-static", "fp16")
 SOURCE_KINDS = ("cross-encoder", "bi-encoder")
 EXPORT_VERSION = 1      # bump when export or quantization changes what an entry holds
 
@@ -114,6 +111,8 @@ class OnnxRanker(Ranker):
     def __init__(self, name, params, ctx):
         super().__init__(name, params, ctx)
         self._inner = None
+        self._export: tuple[Path, dict, str] | None = None    # (folder, entry, key), once per instance
+        self._info: dict | None = None
         # dynamic INT8 quantizes each batch's activations with one scale from that batch's range: a
         # pair's score moves (slightly) with its batch-mates
         self.batch_invariant = params.variant != "int8-dynamic"
@@ -150,25 +149,27 @@ class OnnxRanker(Ranker):
                                                "calibrate_method")})
             settings["calibration_data"] = self._calibration_identity()
         return {"source_kind": self.source_kind, "source_model": self.source.model_identity(),
-                "source_max_length": self._source_max_length(), "settings": settings,
+                "source_max_length": self.source.params.max_length, "settings": settings,
                 "libraries": _versions(), "export_version": EXPORT_VERSION}
 
-    def _source_max_length(self) -> int | None:
-        return self.source.params.max_length
+    def _key(self) -> str:
+        from harness.cache import fingerprint
+
+        return self._export[2] if self._export else fingerprint(self.export_identity())
 
     def model_identity(self) -> dict:
-        from harness.cache import fingerprint
-
-        return {"onnx": fingerprint(self.export_identity())}
+        return {"onnx": self._key()}
 
     def export(self) -> tuple[Path, dict]:
-        """The exported (and quantized) model's cache folder and entry, built when missing."""
-        from harness.cache import fingerprint
-
-        key = fingerprint(self.export_identity())
-        describe = {"what": "onnx model", "ranker": self.name, "source": self.params.source,
-                    "variant": self.params.variant}
-        return self.ctx.cache.artifact("onnx", key, describe, self._build)
+        """The exported (and quantized) model's cache folder and entry, built when missing; looked
+        up once per instance, so scoring never hashes the source model again."""
+        if self._export is None:
+            key = self._key()
+            describe = {"what": "onnx model", "ranker": self.name, "source": self.params.source,
+                        "variant": self.params.variant}
+            folder, entry = self.ctx.cache.artifact("onnx", key, describe, self._build)
+            self._export = (folder, entry, key)
+        return self._export[0], self._export[1]
 
     def _build(self, folder: Path) -> None:
         from .onnx_export import export_model, quantize
@@ -204,14 +205,14 @@ class OnnxRanker(Ranker):
 
     def _calibration_dataset(self):
         chains = self._chains()
+        config = chains.config
         name = self.params.calibration
         ds = chains.dataset(name)
-        for suite in chains.config.suites.values():
-            users = [r for r in suite.rankers if self.name in {s.name for s in chains.config.closure(r)}]
-            for other in (suite.datasets if users else ()):
-                if chains.dataset(other).fingerprint() == ds.fingerprint():
-                    raise ConfigError(f"[rankers.{self.name}]: calibration dataset {name} is evaluated by suite "
-                                      f"{suite.name} ({other}), which uses this ranker; calibrate on a training split")
+        users = {r for r in config.rankers if any(s.name == self.name for s in config.closure(r))}
+        for suite, other in config.evaluations(users):
+            if chains.dataset(other).fingerprint() == ds.fingerprint():
+                raise ConfigError(f"[rankers.{self.name}]: calibration dataset {name} is evaluated by suite "
+                                  f"{suite} ({other}), which uses this ranker; calibrate on a training split")
         return ds
 
     def calibration_texts(self) -> list[tuple[str, str]]:
@@ -240,9 +241,7 @@ class OnnxRanker(Ranker):
 
     def _calibration_inputs(self, tokenizer_dir: Path, info: dict) -> list[dict]:
         """The model's input batches for the calibration pairs (bi-encoders see each text alone)."""
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        tok = load_tokenizer(str(tokenizer_dir))
         pairs = self.calibration_texts()
         max_length = self.params.max_length or info["max_length"]
         names = set(info["inputs"])
@@ -300,7 +299,9 @@ class OnnxRanker(Ranker):
         return self.export()[0]
 
     def info(self) -> dict:
-        return json.loads((self.folder() / "export.json").read_text())
+        if self._info is None:
+            self._info = json.loads((self.folder() / "export.json").read_text())
+        return self._info
 
     def tokenizer(self):
         return _tokenizer(str(self.folder() / "tokenizer"))
@@ -356,14 +357,19 @@ def _session(path: str, provider: str, level: str, threads: int):
     return ort.InferenceSession(path, so, providers=providers)
 
 
-@lru_cache(maxsize=8)
-def _tokenizer(path: str):
+def load_tokenizer(path: str):
+    """The tokenizer saved beside an exported graph: a local folder, never the hub."""
     from harness.net import is_offline
 
     is_offline()
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+@lru_cache(maxsize=8)
+def _tokenizer(path: str):
+    return load_tokenizer(path)
 
 
 def _versions() -> dict:
