@@ -21,8 +21,10 @@ and the bi-encoder's own search and rerank code. Only the forward pass differs.
 Variants:
 - ``fp32``: the exported graph as is (scores equal torch's within float noise).
 - ``int8-dynamic``: weights quantized to int8 ahead of time (per output channel), activations
-  quantized at run time from their observed range. MatMul weights, and the embedding tables when
-  ``quantize_embeddings`` (most of a small model's bytes).
+  quantized at run time from their observed range. MatMul weights, and the embedding tables (most
+  of a small model's bytes) as ``embeddings`` says: ``per-row`` (the default: one scale per token's
+  row, written here since onnxruntime's quantizer gives a Gather table one scale for all rows),
+  ``per-tensor`` (onnxruntime's) or ``float``.
 - ``int8-static``: weights and activations quantized ahead of time, activation ranges calibrated
   on a sample of the source's training queries and candidates (a recipe's training examples, or
   ``calibration = "DATASET"``: never a dataset a suite using this ranker evaluates).
@@ -58,7 +60,7 @@ class OnnxParams:
     source: str = ""                       # the ranker whose model is exported
     variant: Literal["fp32", "int8-dynamic", "int8-static", "fp16"] = "fp32"
     per_channel: bool = True               # int8: one scale per output channel of each weight
-    quantize_embeddings: bool = True       # int8: the embedding tables too (Gather)
+    embeddings: Literal["per-row", "per-tensor", "float"] = "per-row"   # int8: how the embedding tables are stored
     calibration: str | None = None         # int8-static: dataset to calibrate on (default: the recipe's training data)
     calibration_queries: int = 64          # int8-static: queries sampled for calibration
     calibration_depth: int = 8             # int8-static: candidates per query
@@ -142,7 +144,7 @@ class OnnxRanker(Ranker):
         p = as_dict(self.params)
         settings = {k: p[k] for k in ("variant", "opset", "max_length")}
         if self.params.variant.startswith("int8"):
-            settings.update(per_channel=self.params.per_channel, quantize_embeddings=self.params.quantize_embeddings,
+            settings.update(per_channel=self.params.per_channel, embeddings=self.params.embeddings,
                             keep_float=list(keep_float(self.params)))
         if self.params.variant == "int8-static":
             settings.update({k: p[k] for k in ("calibration", "calibration_queries", "calibration_depth",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DATASETS, ROOT
+from conftest import DATASETS
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -156,6 +156,68 @@ def test_int8_is_a_quarter_of_fp32_on_disk(runner):
     # the export is cached by content: asking again builds nothing
     again, entry = runner.instance("ce-int8").export()
     assert again == int8 and entry["build_seconds"] > 0
+
+
+def test_embedding_rows_hold_each_tokens_own_scale(runner, dl19):
+    """Per-row int8 embedding tables: every weight within half of its row's step, a finer fit than
+    onnxruntime's one scale for the whole table, and the rewritten graph scores like the float one."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+    from scipy.stats import spearmanr
+
+    from rankers.onnx_export import quantize_embedding_rows
+
+    folder, _ = runner.instance("ce-fp32").export()
+    model = onnx.load(str(folder / "model.onnx"))
+    tables = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    rewritten = quantize_embedding_rows(model)
+    word = next(n for n in rewritten if "word_embeddings" in n)
+    assert len(rewritten) >= 2                                 # word and position tables at least
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q, scale, w = inits[f"{word}.int8"], inits[f"{word}.row_scale"], tables[word]
+    assert q.dtype == np.int8 and q.shape == w.shape and scale.shape == (w.shape[0], 1)
+    err = np.abs(q * scale - w)
+    assert (err <= scale / 2 + 1e-7).all()
+    per_tensor_step = (w.max() - w.min()) / 255                # onnxruntime's uint8 range for a Gather table
+    assert err.mean() < per_tensor_step / 4, (err.mean(), per_tensor_step)
+    assert not any(name in inits for name in rewritten)        # the float tables are gone
+
+    ds, groups = dl19
+    pairs = [p for g in groups for p in g]
+    ref = _scores(runner.instance("ce-fp32"), ds, groups)
+    from rankers.onnx import _run
+    from rankers.pairs import PairBatches
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = _run(session, PairBatches(runner.instance("ce-fp32").tokenizer(), pairs, 128, 32), len(pairs))[:, 0]
+    assert np.abs(got - ref).max() > 0
+    assert _per_query(got, ref, groups, spearmanr).min() >= 0.99
+
+
+def test_embedding_rows_rewrite_a_shared_table_once():
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rankers.onnx_export import quantize_embedding_rows
+
+    rng = np.random.default_rng(0)
+    table = (rng.standard_normal((50, 8)) * np.linspace(0.01, 3, 50)[:, None]).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "a"], ["ea"], name="ga"),
+         helper.make_node("Gather", ["table", "b"], ["eb"], name="gb"),
+         helper.make_node("Add", ["ea", "eb"], ["out"], name="add")],
+        "shared", [helper.make_tensor_value_info(n, TensorProto.INT64, [None]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 8])], [numpy_helper.from_array(table, "table")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert quantize_embedding_rows(model) == ["table"]
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.initializer] == ["table.int8", "table.row_scale"]
+    a, b = np.array([0, 7, 49]), np.array([3, 3, 20])
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"a": a, "b": b})[0]
+    step = np.abs(table).max(1) / 127
+    assert np.abs(got - (table[a] + table[b])).max() <= (step[a] + step[b]).max() / 2 + 1e-6
 
 
 def test_onnx_bi_encoder_embeds_like_torch(runner, dl19):
