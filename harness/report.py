@@ -74,6 +74,10 @@ def _trunc(t: dict | None) -> str:
     return f"{100 * t['truncated_share']:.1f}% at {t['max_length']}"
 
 
+def _share(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None else f"{100 * x:.{digits}f}%"
+
+
 def _mb(n: int | None) -> str:
     return "—" if not n else f"{n / 1e6:,.1f}"
 
@@ -323,8 +327,7 @@ def _distillation(w, suite, results: SuiteResults) -> None:
     bars = _bars(suite)
     rows = []
     for student, teacher, d, c in _compared(results, suite, suite.students):
-        kept = "—" if c["kept"] is None else f"{100 * c['kept']:.1f}%"
-        rows.append(f"| {student} | {teacher} | {d} | {c['measure']} | {_num(c['b'])} | {_num(c['a'])} | {kept} | "
+        rows.append(f"| {student} | {teacher} | {d} | {c['measure']} | {_num(c['b'])} | {_num(c['a'])} | {_share(c['kept'])} | "
                     f"{_sig(c['b_pps'])} | {_sig(c['a_pps'])} | {_speed(c)} | "
                     f"{_verdict(c, bars['kept'], bars['speedup'])} |")
     _table(w, "Distillation", f"Each student beside the teacher it learnt from, on the same candidates. Kept: the student's share of "
@@ -341,11 +344,9 @@ def _variants(w, suite, results: SuiteResults) -> None:
     rows = []
     for variant, source, d, c in _compared(results, suite, suite.variants):
         verdict = _verdict(c, bars["variant_kept"], bars["variant_speedup"], bars["variant_size"])
-        kept = "—" if c["kept"] is None else f"{100 * c['kept']:.1f}%"
-        size = "—" if c["size"] is None else f"{100 * c['size']:.0f}%"
-        rows.append(f"| {variant} | {source} | {d} | {c['measure']} | {_num(c['b'])} | {_num(c['a'])} | {kept} | "
+        rows.append(f"| {variant} | {source} | {d} | {c['measure']} | {_num(c['b'])} | {_num(c['a'])} | {_share(c['kept'])} | "
                     f"{_sig(c['b_pps'])} | {_sig(c['a_pps'])} | {_speed(c)} | {_mb(c['b_bytes'])} | "
-                    f"{_mb(c['a_bytes'])} | {size} | {verdict} |")
+                    f"{_mb(c['a_bytes'])} | {_share(c['size'], 0)} | {verdict} |")
     _table(w, "Exported and quantized variants", f"Each variant beside the torch ranker it was exported from, on the same candidates. Kept: the variant's "
       f"share of the source's figure; speed-up: pairs per second, variant over source, same machine only; size: "
       f"the variant's files on disk over the source's. The bar: at least {100 * bars['variant_kept']:.0f}% kept, "

@@ -162,6 +162,7 @@ def quantize(fp32: Path, out: Path, params, calibration: list[dict] | None = Non
     """Write the variant ``params.variant`` of the fp32 graph ``fp32`` to ``out``."""
     variant = params.variant
     t0 = time.perf_counter()
+    fp32_bytes = fp32.stat().st_size
     if variant == "fp32":
         fp32.replace(out)        # the export itself: one file, no copy
         return
@@ -214,7 +215,7 @@ def quantize(fp32: Path, out: Path, params, calibration: list[dict] | None = Non
     else:
         raise ValueError(f"unknown variant {variant!r}")
     log(f"quantized to {variant} in {time.perf_counter() - t0:.1f} s "
-        f"({fp32.stat().st_size / 1e6:.1f} MB -> {out.stat().st_size / 1e6:.1f} MB)")
+        f"({fp32_bytes / 1e6:.1f} MB -> {out.stat().st_size / 1e6:.1f} MB)")
     if params.embeddings == "per-row":
         fp32.unlink()
 

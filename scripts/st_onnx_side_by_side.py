@@ -62,9 +62,9 @@ def st_venv(cache: Path, log) -> Path:
 
 
 class Worker:
-    def __init__(self, python: Path, model_dir: Path, work: Path, threads: int):
+    def __init__(self, python: Path, model_dir: Path, st_dir: Path, work: Path, threads: int):
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-        self.proc = subprocess.Popen([str(python), str(WORKER), str(model_dir), str(work), str(threads)],
+        self.proc = subprocess.Popen([str(python), str(WORKER), str(model_dir), str(st_dir), str(work), str(threads)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.hello = self._read()
         if not self.hello.get("ready"):
@@ -150,12 +150,9 @@ def main(argv=None) -> int:
     python = st_venv(runner.cache.home, log)
     with tempfile.TemporaryDirectory(prefix="st-onnx-") as tmp:
         work = Path(tmp)
-        st_models = runner.cache.home / "st-onnx" / python.parent.parent.name
-        st_models.mkdir(parents=True, exist_ok=True)
+        st_dir = runner.cache.home / "st-onnx" / python.parent.parent.name    # its exports, kept beside its venv's key
         (work / "texts.json").write_text(json.dumps(texts))
-        if not (work / "st-model").exists():
-            (work / "st-model").symlink_to(st_models, target_is_directory=True)
-        worker = Worker(python, model_dir, work, args.threads)
+        worker = Worker(python, model_dir, st_dir, work, args.threads)
         try:
             for fn in encoders.values():             # warm-up, not timed
                 fn()

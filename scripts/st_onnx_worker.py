@@ -2,9 +2,10 @@
 transformers < 4.58, which rankbench's environment cannot take). Driven by st_onnx_side_by_side.py
 over stdin/stdout, one command at a time, so only one side computes at any moment.
 
-    python st_onnx_worker.py MODEL_DIR WORK_DIR THREADS
+    python st_onnx_worker.py MODEL_DIR ST_DIR WORK_DIR THREADS
 
-Builds, once, in WORK_DIR/st-model: the ONNX export (``backend="onnx"``) and its dynamic INT8
+MODEL_DIR is a local sentence-transformers folder (the hub is never asked: this runs offline).
+Builds, once, in ST_DIR: the ONNX export (``backend="onnx"``) and its dynamic INT8
 copy (``export_dynamic_quantized_onnx_model(model, "avx512_vnni")``). Then reads lines: ``NAME``
 (one of torch, onnx, onnx-int8) encodes WORK_DIR/texts.json with that variant into
 WORK_DIR/NAME.npy and answers ``{"name", "seconds"}``; ``quit`` ends.
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"        # local folders only
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -30,20 +31,21 @@ def answer(obj) -> None:
     sys.stdout.flush()
 
 
-def main(model_dir: str, work: str, threads: int) -> None:
+def main(model_dir: str, st_model: str, work: str, threads: int) -> None:
     import numpy as np
     import onnxruntime as ort
     import torch
     from sentence_transformers import SentenceTransformer, __version__
     from sentence_transformers.backend import export_dynamic_quantized_onnx_model
 
+    if not (Path(model_dir) / "modules.json").is_file():
+        sys.exit(f"st_onnx_worker: {model_dir} is not a sentence-transformers model folder (no modules.json)")
     torch.set_num_threads(threads)
-    work_dir = Path(work)
-    st_dir = work_dir / "st-model"
+    work_dir, st_dir = Path(work), Path(st_model)
     built = {}
     if not (st_dir / INT8_FILE).exists():
         t0 = time.perf_counter()
-        exported = SentenceTransformer(model_dir, backend="onnx", device="cpu")
+        exported = SentenceTransformer(model_dir, backend="onnx", device="cpu", local_files_only=True)
         exported.save_pretrained(str(st_dir))
         built["export_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -58,11 +60,11 @@ def main(model_dir: str, work: str, threads: int) -> None:
         return so
 
     models = {
-        "torch": SentenceTransformer(model_dir, device="cpu"),
-        "onnx": SentenceTransformer(str(st_dir), backend="onnx", device="cpu",
+        "torch": SentenceTransformer(model_dir, device="cpu", local_files_only=True),
+        "onnx": SentenceTransformer(str(st_dir), backend="onnx", device="cpu", local_files_only=True,
                                     model_kwargs={"file_name": "onnx/model.onnx", "provider": "CPUExecutionProvider",
                                                   "session_options": options()}),
-        "onnx-int8": SentenceTransformer(str(st_dir), backend="onnx", device="cpu",
+        "onnx-int8": SentenceTransformer(str(st_dir), backend="onnx", device="cpu", local_files_only=True,
                                          model_kwargs={"file_name": INT8_FILE, "provider": "CPUExecutionProvider",
                                                        "session_options": options()}),
     }
@@ -91,6 +93,6 @@ def main(model_dir: str, work: str, threads: int) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
+    if len(sys.argv) != 5:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
