@@ -27,7 +27,9 @@ class Settings:
     seed: int = 42
     latency_queries: int = 20     # queries timed one at a time, after warm-up
     latency_warmup: int = 3
-    alpha: float = 0.05           # significance level (paired t-test, Holm-corrected)
+    alpha: float = 0.05           # significance level, after Holm-Bonferroni correction
+    significance: str = "t-test"  # the paired test: "t-test" or "randomization" (harness/significance.py)
+    permutations: int = 10_000    # the randomization test's sign flips (exact when 2^queries is fewer)
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,12 @@ def _settings(table: Mapping, where: str, base: Settings = Settings()) -> Settin
     s = build_params(Settings, merged, where)
     if s.k < 1 or s.latency_queries < 0 or s.latency_warmup < 0 or not 0 < s.alpha < 1:
         raise ConfigError(f"{where}: k >= 1, latency_queries >= 0, latency_warmup >= 0, 0 < alpha < 1")
+    from .significance import TESTS
+
+    if s.significance not in TESTS:
+        raise ConfigError(f"{where}: significance = {s.significance!r}; use one of {', '.join(map(repr, TESTS))}")
+    if s.permutations < 100:
+        raise ConfigError(f"{where}: permutations = {s.permutations}; use at least 100 (10000 is usual)")
     return s
 
 

@@ -7,52 +7,25 @@ import math
 from pathlib import Path
 
 from .config import Config
+from .significance import holm  # noqa: F401  (re-exported: the report's correction)
 from .store import SuiteResults, load_results
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
-def holm(pvalues: dict) -> dict:
-    """Holm-Bonferroni adjusted p-values (monotone), keyed as given."""
-    items = sorted(pvalues.items(), key=lambda kv: kv[1])
-    m = len(items)
-    out, running = {}, 0.0
-    for i, (key, p) in enumerate(items):
-        running = max(running, min(1.0, (m - i) * p))
-        out[key] = running
-    return out
+def tester(settings) -> "Tester":
+    """The suite's significance test, as its settings name it."""
+    from .significance import Tester
+
+    return Tester(settings.significance, settings.permutations, settings.seed)
 
 
-def significance(per_query: dict[str, dict[str, float]], alpha: float) -> dict[str, set[str]]:
-    """For each ranker, the rankers it beats significantly on this measure.
+def significance(per_query: dict[str, dict[str, float]], alpha: float, test=None) -> dict[str, set[str]]:
+    """For each ranker, the rankers it beats significantly on this measure: every pair tested with
+    the suite's paired test (t-test unless said), Holm-corrected over all pairs."""
+    from .significance import Tester
 
-    Paired two-sided t-test over the same queries (scipy), Holm-corrected over all pairs.
-    """
-    from scipy import stats
-
-    names = list(per_query)
-    pvals = {}
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            qids = sorted(per_query[a])
-            xa = [per_query[a][q] for q in qids]
-            xb = [per_query[b].get(q, 0.0) for q in qids]
-            if xa == xb:
-                continue
-            p = float(stats.ttest_rel(xa, xb).pvalue)
-            if not math.isnan(p):
-                pvals[(a, b)] = p
-    adjusted = holm(pvals)
-    wins: dict[str, set[str]] = {n: set() for n in names}
-    for (a, b), p in adjusted.items():
-        if p < alpha:
-            ma = sum(per_query[a].values()) / len(per_query[a])
-            mb = sum(per_query[b].values()) / len(per_query[b])
-            if ma > mb:
-                wins[a].add(b)
-            elif mb > ma:
-                wins[b].add(a)
-    return wins
+    return (test or Tester()).all_pairs(per_query, alpha)
 
 
 def _num(x: float | None, digits: int = 4) -> str:
@@ -171,7 +144,9 @@ def render(config: Config, results: SuiteResults) -> str:
           f"`{info['conventions']}`" + (" · reranking set" if info.get("rerank_only") else "") + "\n")
         measures = list(cells[0][1]["measures"]["aggregate"])
         letters = {r: LETTERS[i] if i < len(LETTERS) else str(i) for i, (r, _) in enumerate(cells)}
-        wins = {m: significance({r: c["measures"]["per_query"][m] for r, c in cells}, alpha) for m in measures}
+        test = tester(suite.settings)
+        per_query = {m: {r: c["measures"]["per_query"][m] for r, c in cells} for m in measures}
+        wins = {m: test.all_pairs(per_query[m], alpha) for m in measures}
         best = {m: _bold_best({r: c["measures"]["aggregate"][m] for r, c in cells}) for m in measures}
         w("| | ranker | " + " | ".join(measures) + " |")
         w("|---|---|" + "---:|" * len(measures))
@@ -185,8 +160,9 @@ def render(config: Config, results: SuiteResults) -> str:
             label = f"{r} (baseline)" if r == suite.baseline else r
             w(f"| {letters[r]} | {label} | " + " | ".join(row) + " |")
         w("")
-        w(f"<sup>x</sup>: significantly better than row x (paired t-test over queries, Holm-corrected "
-          f"across the {len(cells) * (len(cells) - 1) // 2} pairs, α = {alpha:g}).\n")
+        w(f"<sup>x</sup>: significantly better than row x ({test.name} over the {info['queries']} queries, "
+          f"Holm-corrected across the {len(cells) * (len(cells) - 1) // 2} pairs, α = {alpha:g}).\n")
+        _against_baseline(w, suite, cells, per_query, measures, test, alpha)
 
         trunc = any("truncation" in c["efficiency"] for _, c in cells)
         w("| ranker | p50 ms | p95 ms | p99 ms | QPS | pairs/s | build s | index MB | model MB | params | "
@@ -247,6 +223,37 @@ def render(config: Config, results: SuiteResults) -> str:
         w("- packages: " + ", ".join(f"{k} {v}" for k, v in sorted(pkgs.items())))
     w("")
     return "\n".join(out)
+
+
+def _against_baseline(w, suite, cells, per_query, measures, test, alpha) -> None:
+    """Each ranker against the suite's baseline: the difference of means, the Holm-corrected
+    p-value (across the rankers compared, the baseline not among them) and per-query win / tie /
+    loss counts."""
+    base = suite.baseline
+    if base is None or base not in dict(cells) or len(cells) < 2:
+        return
+    comps = {m: test.against_baseline(per_query[m], base) for m in measures}
+    others = [r for r, _ in cells if r != base]
+    w(f"Against the baseline `{base}`: Δ is the ranker's mean minus the baseline's; p is the {test.name}, "
+      f"Holm-corrected across the {len(others)} rankers compared (the baseline is not one), "
+      f"in bold where below α = {alpha:g}; W/T/L counts the queries where the ranker scores above, equal to "
+      f"and below the baseline.\n")
+    w("| ranker | " + " | ".join(f"Δ {m} | p | W/T/L" for m in measures) + " |")
+    w("|---|" + "---:|---:|---:|" * len(measures))
+    for r in others:
+        row = []
+        for m in measures:
+            c = comps[m][r]
+            p = _p(c.p_holm)
+            row += [f"{c.delta:+.4f}", f"**{p}**" if c.significant(alpha) else p, f"{c.wins}/{c.ties}/{c.losses}"]
+        w(f"| {r} | " + " | ".join(row) + " |")
+    w("")
+
+
+def _p(p: float) -> str:
+    if p < 0.001:
+        return f"{p:.0e}".replace("e-0", "e-")
+    return f"{p:.3f}"
 
 
 def _machine(result: dict) -> str | None:

@@ -11,7 +11,7 @@ import tomli_w
 from conftest import ROOT
 from harness.check import check_suite, effectiveness_verdict, latency_verdict, read_baselines
 from harness.cli import main
-from harness.report import build_report, holm, report_path, significance
+from harness.report import build_report, report_path, significance
 from harness.runner import Runner
 from harness.store import load_results
 
@@ -152,11 +152,6 @@ def test_committed_irds_scifact_equals_local_scifact(config):
             assert a["fingerprints"]["dataset"] != b["fingerprints"]["dataset"]
             compared += 1
     assert compared >= 4
-
-
-def test_holm_correction():
-    adj = holm({"a": 0.01, "b": 0.04, "c": 0.03})
-    assert adj == {"a": pytest.approx(0.03), "c": pytest.approx(0.06), "b": pytest.approx(0.06)}
 
 
 def test_significance_on_real_per_query_values(fresh_smoke):
