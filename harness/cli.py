@@ -12,6 +12,9 @@ EPILOG = """examples:
   rankbench run quick                      run the quick suite and write reports/quick.md
   rankbench run beir --ranker bm25         one ranker of a suite, every dataset
   rankbench check smoke                    compare results with reports/baselines.toml
+  rankbench compare tas-b-run bm25-run --dataset dl19
+                                           where two rankers differ most, query by query
+  rankbench bench [--compare]              hot-path micro-benchmarks, saved; --compare fails on a slowdown
   rankbench ls rankers                     what bench.toml defines
   rankbench train ce-teacher               train the model behind a ranker (cached)
   rankbench export ce-student-int8         export a ranker's model to ONNX (fp32 / INT8 / fp16), cached
@@ -67,6 +70,34 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="exit 1 if the committed report is stale; write nothing")
     _common(p)
 
+    p = sub.add_parser("compare", help="where two rankers differ most, query by query (markdown)",
+                       description="The queries where rankers A and B differ most on a measure: query "
+                                   "text, both scores and the judged documents each ranked highest, with "
+                                   "the suite's paired test and win / tie / loss counts. Runs come from the "
+                                   "cache, or are computed as `rankbench run SUITE` would.")
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", metavar="B")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--suite", help="whose settings to run with (default: the first suite with both and the dataset)")
+    p.add_argument("--measure", help="an ir_measures name (default: the dataset's first measure)")
+    p.add_argument("--top", type=int, default=10, help="queries to show (default 10)")
+    p.add_argument("--judged", type=int, default=3, help="judged documents per ranker and query (default 3)")
+    p.add_argument("--out", help="write the markdown here instead of standard output")
+    _common(p)
+
+    p = sub.add_parser("bench", help="the hot-path micro-benchmarks (pytest-benchmark), saved and compared",
+                       description="Run benchmarks/ with pytest-benchmark at a fixed thread count, save the "
+                                   "JSON under reports/benchmarks/<machine id>/, and with --compare fail when a "
+                                   "median is slower than the last run saved on this machine by more than "
+                                   "[check] benchmark_slowdown. See docs/MEASUREMENT.md.")
+    p.add_argument("--compare", action="store_true", help="compare with the last run saved on this machine")
+    p.add_argument("--no-save", action="store_true", help="do not save this run")
+    p.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
+    p.add_argument("-k", dest="select", help="only benchmarks matching this pytest -k expression")
+    p.add_argument("--max-slowdown", type=float, default=None,
+                   help="override [check] benchmark_slowdown (0.25 = 25%% slower median fails)")
+    _common(p)
+
     p = sub.add_parser("check", help="compare results with accepted baselines and published figures",
                        description="OK / OKISH / FAIL per cell and measure; exits 1 on any FAIL.")
     p.add_argument("suite")
@@ -111,8 +142,7 @@ def _load(args):
 
 
 def cmd_run(args) -> int:
-    from .report import build_report, report_path
-    from .files import atomic_write_text
+    from .report import write_report
     from .runner import Runner
 
     config, reports = _load(args)
@@ -120,9 +150,9 @@ def cmd_run(args) -> int:
     outcomes = runner.run_suite(args.suite, args.ranker, args.dataset)
     errors = [o for o in outcomes if o.status == "error"]
     if not args.no_report:
-        path = report_path(reports, args.suite)
-        atomic_write_text(path, build_report(config, reports, args.suite))
-        print(f"wrote {path}", file=sys.stderr)
+        written = write_report(config, reports, args.suite)
+        print(f"wrote {written[0]}" + (f" and {len(written) - 1} plot files" if len(written) > 1 else ""),
+              file=sys.stderr)
     counts = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
@@ -180,22 +210,50 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
-    from .files import atomic_write_text
-    from .report import build_report, report_path
+def cmd_bench(args) -> int:
+    from .bench import run
 
     config, reports = _load(args)
-    text = build_report(config, reports, args.suite)
-    path = report_path(reports, args.suite)
+    return run(config, reports, compare=args.compare, save=not args.no_save, threads=args.threads,
+               select=args.select, slowdown=args.max_slowdown)
+
+
+def cmd_compare(args) -> int:
+    from .compare import CompareArgs, compare
+    from .files import atomic_write_text
+
+    config, reports = _load(args)
+    text = compare(config, reports, CompareArgs(args.a, args.b, args.dataset, args.suite, args.measure,
+                                                args.top, args.judged), progress=False)
+    if args.out:
+        atomic_write_text(Path(args.out), text + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import build_report, missing_plots, report_path, write_report
+
+    config, reports = _load(args)
     if args.check:
+        text = build_report(config, reports, args.suite)
+        path = report_path(reports, args.suite)
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if current != text:
             print(f"{path} is stale: regenerate it with `rankbench report {args.suite}`", file=sys.stderr)
             return 1
+        missing = missing_plots(config, reports, args.suite)
+        if missing:
+            print(f"{path} embeds plots that are missing ({', '.join(map(str, missing[:3]))}): regenerate them "
+                  f"with `rankbench report {args.suite}`", file=sys.stderr)
+            return 1
         print(f"{path} is up to date", file=sys.stderr)
         return 0
-    atomic_write_text(path, text)
-    print(f"wrote {path}", file=sys.stderr)
+    written = write_report(config, reports, args.suite)
+    print(f"wrote {written[0]}" + (f" and {len(written) - 1} plot files" if len(written) > 1 else ""),
+          file=sys.stderr)
     return 0
 
 
@@ -308,7 +366,7 @@ def cmd_manifest(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "export": cmd_export, "report": cmd_report, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
+COMMANDS = {"run": cmd_run, "train": cmd_train, "export": cmd_export, "report": cmd_report, "compare": cmd_compare, "bench": cmd_bench, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
             "validate": cmd_validate, "seed-irds": cmd_seed_irds, "manifest": cmd_manifest}
 
 

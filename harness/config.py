@@ -68,6 +68,7 @@ BARS = {"kept": 0.97, "speedup": 4.0, "variant_kept": 0.99, "variant_speedup": 4
 class CheckSettings:
     effectiveness: float = 0.0005     # absolute tolerance; better than the baseline is OKISH
     latency: float = 0.5              # relative increase of median latency allowed (same machine)
+    benchmark_slowdown: float = 0.25  # `rankbench bench --compare`: a median slower by more fails
 
 
 @dataclass(frozen=True)
@@ -293,8 +294,10 @@ def parse_config(raw: Mapping, path: Path) -> Config:
                                  settings=_settings(table.get("settings", {}), f"{w} settings", settings))
 
     check_raw = raw.get("check", {})
-    _keys(check_raw, {"effectiveness", "latency"}, f"{where} [check]")
+    _keys(check_raw, {"effectiveness", "latency", "benchmark_slowdown"}, f"{where} [check]")
     check = build_params(CheckSettings, check_raw, f"{where} [check]")
+    if check.benchmark_slowdown <= 0:
+        raise ConfigError(f"{where} [check]: benchmark_slowdown = {check.benchmark_slowdown}; a positive share (0.25 = 25% slower)")
 
     expected = []
     for i, e in enumerate(raw.get("expected", []), 1):

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config
 from .significance import holm  # noqa: F401  (re-exported: the report's correction)
 from .store import SuiteResults, load_results
+
+if TYPE_CHECKING:
+    from .significance import Tester
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -67,7 +71,13 @@ def _bold_best(values: dict[str, float]) -> set[str]:
 
 
 def render(config: Config, results: SuiteResults) -> str:
+    return _render(config, results)[0]
+
+
+def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
+    """The markdown, and the Pareto plots it embeds: (file stem under reports/, points, title, measure)."""
     suite = results.suite
+    plots: list = []
     alpha = suite.settings.alpha
     out: list[str] = []
     w = out.append
@@ -192,6 +202,7 @@ def render(config: Config, results: SuiteResults) -> str:
               f"the cell (a JVM or model loaded by an earlier cell stays resident); +RSS: its growth during "
               f"the cell." + (" Truncated: share of (query, document) pairs cut at the cross-encoder's "
                               "max_length tokens." if trunc else "") + "\n")
+        _pareto(w, suite, d, cells, letters, info, plots)
         _not_applicable(w, suite, results, d)
 
     _distillation(w, suite, results)
@@ -222,7 +233,29 @@ def render(config: Config, results: SuiteResults) -> str:
         pkgs = next(iter(seen.values()))[1]
         w("- packages: " + ", ".join(f"{k} {v}" for k, v in sorted(pkgs.items())))
     w("")
-    return "\n".join(out)
+    return "\n".join(out), plots
+
+
+def _pareto(w, suite, d: str, cells, letters: dict, info: dict, plots: list) -> None:
+    """The dataset's efficiency-effectiveness plot, embedded, with its frontier spelled out."""
+    from .plots import frontier, points
+
+    measure = next(iter(cells[0][1]["measures"]["aggregate"]))
+    pts, left, sanity = points(cells, letters, measure)
+    if not pts:
+        return
+    stem = f"plots/{suite.name}-{d}"
+    plots.append((stem, pts, f"{suite.name} · {d}: {measure} against median latency", measure))
+    w(f"![{measure} against median per-query latency on {d}; marker area: size on disk; "
+      f"Pareto frontier in red]({stem}.png)\n")
+    front = frontier(pts)
+    w(f"Pareto plot ([SVG]({stem}.svg)): {measure} against p50 latency of one query through the whole "
+      f"pipeline (log scale), marker area by size on disk (model + index), letters as in the table above. "
+      f"On the frontier, fastest first: " +
+      " → ".join(f"{p.letter} {p.ranker} ({_sig(p.latency_ms)} ms, {p.value:.4f})" for p in front) + "." +
+      (f" Not plotted: {', '.join(left)} (precomputed runs: no latency measured here)"
+       + (";" if sanity else ".") if left else " Not plotted:" if sanity else "") +
+      (f" {', '.join(sanity)} (sanity bounds, not rankers)." if sanity else "") + "\n")
 
 
 def _against_baseline(w, suite, cells, per_query, measures, test, alpha) -> None:
@@ -415,3 +448,35 @@ def report_path(reports: Path, suite: str) -> Path:
 
 def build_report(config: Config, reports: Path, suite: str) -> str:
     return render(config, load_results(config, reports, suite))
+
+
+def write_report(config: Config, reports: Path, suite: str) -> list[Path]:
+    """Write reports/SUITE.md and the Pareto plots it embeds (PNG and SVG); the paths written.
+    Without matplotlib the plots are skipped with a warning (the markdown still names them)."""
+    import sys
+
+    from .files import atomic_write_text
+
+    text, plots = _render(config, load_results(config, reports, suite))
+    path = report_path(reports, suite)
+    atomic_write_text(path, text)
+    written = [path]
+    try:
+        from .plots import plot
+    except ImportError:    # pragma: no cover - plots.py imports matplotlib lazily
+        plot = None
+    for stem, pts, title, measure in plots:
+        try:
+            written += plot(pts, title, measure, reports / stem)
+        except ModuleNotFoundError as e:
+            print(f"warning: {e.name} is not installed: Pareto plot {stem}.png not drawn "
+                  f"(pip install 'rankbench[plots]')", file=sys.stderr)
+            break
+    return written
+
+
+def missing_plots(config: Config, reports: Path, suite: str) -> list[Path]:
+    """Plot files the report embeds that are not on disk."""
+    _, plots = _render(config, load_results(config, reports, suite))
+    return [reports / f"{stem}{ext}" for stem, *_ in plots for ext in (".png", ".svg")
+            if not (reports / f"{stem}{ext}").exists()]

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TESTS = ("t-test", "randomization")
 TEST_NAMES = {"t-test": "paired t-test",

@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from conftest import DATASETS
-
 RUNS = ("bm25", "bm25-rm3", "tas-b", "splade-pp-ed", "openai-ada2", "repllama")
 
 

@@ -1,0 +1,132 @@
+"""``rankbench compare A B --dataset D``: where two rankers differ, query by query, in markdown.
+
+The queries where A and B differ most on a measure, each with its text, both scores and, for each
+ranker, the judged documents it ranked highest (rank, grade, opening words). Above them: both
+means, the suite's paired test with its p-value, and win / tie / loss counts. Runs come from the
+cache (or are computed now, exactly as ``rankbench run SUITE`` would, and cached).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CompareArgs:
+    a: str
+    b: str
+    dataset: str
+    suite: str | None = None
+    measure: str | None = None
+    top: int = 10
+    judged: int = 3
+
+
+def _suite_for(config, a: str, b: str, dataset: str, name: str | None):
+    if name is not None:
+        suite = config.suite(name)
+        for r in (a, b):
+            if r not in suite.rankers:
+                raise ConfigError(f"compare: suite {name} has no ranker {r} (it has {', '.join(suite.rankers)})")
+        if dataset not in suite.datasets:
+            raise ConfigError(f"compare: suite {name} does not evaluate {dataset} (it has {', '.join(suite.datasets)})")
+        return suite
+    for suite in config.suites.values():
+        if a in suite.rankers and b in suite.rankers and dataset in suite.datasets:
+            return suite
+    return None
+
+
+def compare(config, reports: Path, args: CompareArgs, progress: bool = False) -> str:
+    from .measures import evaluate, parse_measures
+    from .report import tester
+    from .runner import Runner
+
+    for r in (args.a, args.b):
+        config.ranker(r)                       # a clear error for an unknown name
+    if args.a == args.b:
+        raise ConfigError(f"compare: give two different rankers (both are {args.a})")
+    if args.top < 1 or args.judged < 1:
+        raise ConfigError("compare: --top and --judged must be at least 1")
+    suite = _suite_for(config, args.a, args.b, args.dataset, args.suite)
+    runner = Runner(config, reports, progress=progress)
+    ds = runner.dataset(args.dataset)
+    # the suite's settings (what `rankbench run SUITE` caches with), else the global ones; the
+    # leakage guard still applies: a trained model is never compared on data it learnt from
+    settings = suite.settings if suite is not None else config.settings
+    measure = args.measure
+    if measure is None:
+        measure = (runner.measures_for(suite, args.dataset) if suite is not None
+                   else list(ds.conventions.measures))[0]
+    parse_measures([measure], "compare --measure")
+    for r in (args.a, args.b):
+        reason = runner.applicability(r, ds)
+        if reason is not None:
+            raise ConfigError(f"compare: {r} cannot rank {args.dataset}: {reason}")
+    qrels = ds.qrels()
+    queries = ds.queries()
+    runs, values = {}, {}
+    for r in (args.a, args.b):
+        run, _, _ = runner.get_run(r, ds, settings.k, settings)
+        runs[r] = run
+        values[r] = evaluate(run, qrels, [measure]).per_query[measure]
+    test = tester(settings)
+    va, vb = values[args.a], values[args.b]
+    qids = sorted(va)
+    p = test.p_values({0: ([va[q] for q in qids], [vb[q] for q in qids])})[0]
+    wins = sum(va[q] > vb[q] for q in qids)
+    ties = sum(va[q] == vb[q] for q in qids)
+    ma, mb = sum(va.values()) / len(va), sum(vb.values()) / len(vb)
+
+    out: list[str] = []
+    w = out.append
+    w(f"# {args.a} against {args.b} on {args.dataset}\n")
+    w(f"{len(qids)} judged queries · {measure}: {args.a} {ma:.4f}, {args.b} {mb:.4f} (Δ {ma - mb:+.4f}) · "
+      f"{test.name}: p = {p:.2g} (one comparison, uncorrected) · {args.a} wins {wins}, ties {ties}, "
+      f"loses {len(qids) - wins - ties}" + (f" · runs as suite `{suite.name}` runs them" if suite else "") + "\n")
+    order = sorted(qids, key=lambda q: (-abs(va[q] - vb[q]), q))
+    shown = [q for q in order if va[q] != vb[q]][: args.top]
+    if not shown:
+        w("The two rankers score every query the same on this measure.\n")
+        return "\n".join(out)
+    w(f"The {len(shown)} queries where they differ most; under each ranker, the {args.judged} judged "
+      f"documents it ranked highest (rank, grade, opening words).\n")
+    docs_needed = {d for q in shown for r in (args.a, args.b) for d in _top_judged(runs[r], qrels, q, args.judged)}
+    docs = ds.docs(docs_needed)
+    for q in shown:
+        w(f"## {q}: {queries.get(q, '(no text)')}\n")
+        sa, sb = f"{args.a} {va[q]:.4f}", f"{args.b} {vb[q]:.4f}"
+        sa, sb = (f"**{sa}**", sb) if va[q] > vb[q] else (sa, f"**{sb}**")
+        w(f"{measure}: {sa}, {sb} (Δ {va[q] - vb[q]:+.4f}); "
+          f"{sum(1 for g in qrels[q].values() if g > 0)} relevant of {len(qrels[q])} judged.\n")
+        w("| ranker | rank | doc | grade | opening words |")
+        w("|---|---:|---|---:|---|")
+        for r in (args.a, args.b):
+            ranked = _ranking(runs[r], q)
+            top = _top_judged(runs[r], qrels, q, args.judged)
+            if not top:
+                w(f"| {r} | — | no judged document in its top {len(ranked)} | | |")
+            for d in top:
+                text = docs[d].joined() if d in docs else ""
+                w(f"| {r} | {ranked.index(d) + 1} | {d} | {qrels[q][d]} | {_opening(text)} |")
+        w("")
+    return "\n".join(out)
+
+
+def _ranking(run, q: str) -> list[str]:
+    """A query's documents in rank order (score descending, then doc id descending: trec_eval's order)."""
+    by_id = sorted(run.get(q, {}).items(), reverse=True)          # trec_eval breaks ties by doc id, descending
+    return [d for d, _ in sorted(by_id, key=lambda kv: -kv[1])]   # stable: ties keep that order
+
+
+def _top_judged(run, qrels, q: str, n: int) -> list[str]:
+    judged = qrels.get(q, {})
+    return [d for d in _ranking(run, q) if d in judged][:n]
+
+
+def _opening(text: str, words: int = 14) -> str:
+    parts = text.split()
+    s = " ".join(parts[:words]) + (" …" if len(parts) > words else "")
+    return s.replace("|", "\\|")
