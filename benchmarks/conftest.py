@@ -137,6 +137,18 @@ def pairs(runner) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="session")
+def long_pairs(runner) -> list[tuple[str, str]]:
+    """SciFact test queries with abstracts (most longer than a 128-token pair): where tokenizing
+    costs the most."""
+    ds = runner.dataset("scifact")
+    queries, corpus = ds.queries(), ds.corpus()
+    qids, ids = sorted(queries)[:PAIRS // 32], sorted(corpus)
+    out = [(queries[q], corpus[d].joined()) for i, q in enumerate(qids) for d in ids[i * 32:(i + 1) * 32]]
+    assert len(out) == PAIRS
+    return out
+
+
+@pytest.fixture(scope="session")
 def passages(runner) -> list[str]:
     corpus = runner.dataset("scifact").corpus()
     out = [corpus[d].joined() for d in sorted(corpus)[:PASSAGES]]

@@ -14,13 +14,17 @@ def _prepared(runner, name: str, dataset: str, reranking: bool):
     return inst
 
 
-def test_tokenize_pairs(benchmark, runner, pairs):
-    """Tokenizing, length-sorting and padding pairs (shared by the torch and ONNX cross-encoders)."""
+@pytest.mark.parametrize("which", ["dl19", "scifact"])
+def test_tokenize_pairs(benchmark, runner, pairs, long_pairs, which):
+    """Tokenizing, length-sorting and padding pairs (shared by the torch and ONNX cross-encoders):
+    DL 2019 passages (short) and SciFact abstracts (long: most are cut at 128 tokens)."""
     from rankers.pairs import PairBatches
 
     tok = runner.instance("ce").model.tokenizer
-    batches = benchmark(lambda: list(PairBatches(tok, pairs, 128, 32)))
+    chosen = pairs if which == "dl19" else long_pairs
+    batches = benchmark(lambda: list(PairBatches(tok, chosen, 128, 32)))
     assert sum(len(idx) for idx, _ in batches) == PAIRS
+    assert all(feats["input_ids"].shape[1] <= 128 for _, feats in batches)
 
 
 @pytest.mark.parametrize("ranker", ["ce", "ce-onnx-fp32", "ce-onnx-int8"])

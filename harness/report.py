@@ -195,8 +195,11 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
         lat_n = next((c["efficiency"]["latency_ms"] for _, c in cells if c["efficiency"].get("latency_ms")), None)
         w("")
         if lat_n:
-            w(f"Latency: one query at a time through the whole pipeline, {lat_n['n']} queries after "
-              f"{lat_n['warmup']} warm-up. QPS: all queries in one batch call (first stage included). "
+            n = lat_n["n"]
+            tail = ("" if n >= 100 else f" With {n} queries timed, p95 and p99 interpolate between the slowest "
+                    f"{max(2, round(n * 0.05) + 1)}: read them as worst cases, not stable tails.")
+            w(f"Latency: one query at a time through the whole pipeline, {n} queries after "
+              f"{lat_n['warmup']} warm-up ([protocol](../docs/MEASUREMENT.md)).{tail} QPS: all queries in one batch call (first stage included). "
               f"Build: seconds to build the index or encode the corpus, recorded when the cached artifact was "
               f"built (possibly by an earlier run). Peak RSS: the whole process during "
               f"the cell (a JVM or model loaded by an earlier cell stays resident); +RSS: its growth during "

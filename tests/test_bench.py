@@ -39,7 +39,8 @@ def test_bench_saves_and_compares_on_this_machine(tmp_path, capsys):
     assert len(first) == 1
     data = json.loads(first[0].read_text())
     names = {b["name"] for b in data["benchmarks"]}
-    assert names == {"test_tokenize_pairs", "test_evaluate_a_run", "test_bm25_query_batch[bm25s]"}
+    assert names == {"test_tokenize_pairs[dl19]", "test_tokenize_pairs[scifact]", "test_evaluate_a_run",
+                     "test_bm25_query_batch[bm25s]"}
     assert data["machine_info"]["rankbench_machine"] == machine()["id"]
     assert data["machine_info"]["rankbench_threads"] == 2
     assert all(b["stats"]["rounds"] >= 5 and b["stats"]["median"] > 0 for b in data["benchmarks"])

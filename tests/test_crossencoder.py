@@ -48,6 +48,38 @@ def test_pair_batches_sort_pad_and_count_truncation(dl19_pairs, tiny_cross_encod
     assert loose.stats.truncated == 0 and loose.stats.tokens == sum(full)
 
 
+@pytest.mark.parametrize("max_length", [32, 128, 256])
+def test_pair_batches_read_word_prefixes_yet_give_the_full_texts_tokens(tiny_cross_encoders, max_length):
+    """Tokenizing only each long document's first max_length words gives exactly the tokens (and the
+    truncation count) that tokenizing the whole text gives: on real SciFact and NFCorpus abstracts
+    (most longer than 128 words) and DL 2019 passages, plus the cases that must fall back to the full
+    text: a query longer than the budget, and words the tokenizer drops (zero-width characters)."""
+    from pathlib import Path
+
+    from rankers.pairs import doc_prefixes
+
+    tok = load_cross_encoder(str(tiny_cross_encoders["segment-cosine"]), "cpu").tokenizer
+    pairs = []
+    for name in ("beir/scifact", "beir/nfcorpus", "trec-dl-2019"):
+        ds = LocalDataset(DatasetSpec(name, f"local:{DATASETS / name}"), Path("/"))
+        queries = ds.queries()
+        corpus = ds.corpus()
+        ids = sorted(corpus)[:150]
+        for i, q in enumerate(sorted(queries)[:10]):
+            pairs += [(queries[q], corpus[d].joined()) for d in ids[i * 15:(i + 1) * 15]]
+    long_query = " ".join(pairs[0][1].split()[:200])
+    pairs += [(long_query, pairs[1][1]), (pairs[2][0], "\u200b " * 300 + pairs[2][1])]
+    _, cut = doc_prefixes([d for _, d in pairs], max_length)
+    assert cut.sum() >= (len(pairs) // 4 if max_length <= 128 else 50)   # the prefixes are really used
+    batches = PairBatches(tok, pairs, max_length=max_length, batch_size=32)
+    got = {i: feats["input_ids"][row][feats["attention_mask"][row] == 1].tolist()
+           for idx, feats in batches for row, i in enumerate(idx)}
+    want = tok([q for q, _ in pairs], [d for _, d in pairs], truncation="longest_first", max_length=max_length)
+    assert all(got[i] == want["input_ids"][i] for i in range(len(pairs)))
+    full = [len(x) for x in tok([q for q, _ in pairs], [d for _, d in pairs])["input_ids"]]
+    assert batches.stats.truncated == sum(n > max_length for n in full)
+
+
 def test_pair_batches_reject_bad_settings(dl19_pairs, tiny_cross_encoders):
     tok = load_cross_encoder(str(tiny_cross_encoders["classifier"]), "cpu").tokenizer
     with pytest.raises(ValueError, match="max_length"):
