@@ -78,6 +78,5 @@ def run(config, reports: Path, compare: bool = False, save: bool = True, threads
     if save and proc.returncode == 0:
         latest = saved_runs(folder)
         if latest:
-            print(f"saved {latest[-1].relative_to(reports.parent) if reports.parent in latest[-1].parents else latest[-1]}",
-                  file=sys.stderr)
+            print(f"saved {latest[-1]}", file=sys.stderr)
     return proc.returncode

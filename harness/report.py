@@ -205,7 +205,7 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
               f"the cell (a JVM or model loaded by an earlier cell stays resident); +RSS: its growth during "
               f"the cell." + (" Truncated: share of (query, document) pairs cut at the cross-encoder's "
                               "max_length tokens." if trunc else "") + "\n")
-        _pareto(w, suite, d, cells, letters, info, plots)
+        _pareto(w, suite, d, cells, letters, plots)
         _not_applicable(w, suite, results, d)
 
     _distillation(w, suite, results)
@@ -239,7 +239,7 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
     return "\n".join(out), plots
 
 
-def _pareto(w, suite, d: str, cells, letters: dict, info: dict, plots: list) -> None:
+def _pareto(w, suite, d: str, cells, letters: dict, plots: list) -> None:
     """The dataset's efficiency-effectiveness plot, embedded, with its frontier spelled out."""
     from .plots import frontier, points
 
@@ -252,13 +252,13 @@ def _pareto(w, suite, d: str, cells, letters: dict, info: dict, plots: list) -> 
     w(f"![{measure} against median per-query latency on {d}; marker area: size on disk; "
       f"Pareto frontier in red]({stem}.png)\n")
     front = frontier(pts)
+    notes = ([f"{', '.join(left)} (precomputed runs: no latency measured here)"] if left else []) + \
+        ([f"{', '.join(sanity)} (sanity bounds, not rankers)"] if sanity else [])
     w(f"Pareto plot ([SVG]({stem}.svg)): {measure} against p50 latency of one query through the whole "
       f"pipeline (log scale), marker area by size on disk (model + index), letters as in the table above. "
       f"On the frontier, fastest first: " +
       " → ".join(f"{p.letter} {p.ranker} ({_sig(p.latency_ms)} ms, {p.value:.4f})" for p in front) + "." +
-      (f" Not plotted: {', '.join(left)} (precomputed runs: no latency measured here)"
-       + (";" if sanity else ".") if left else " Not plotted:" if sanity else "") +
-      (f" {', '.join(sanity)} (sanity bounds, not rankers)." if sanity else "") + "\n")
+      (f" Not plotted: {'; '.join(notes)}." if notes else "") + "\n")
 
 
 def _against_baseline(w, suite, cells, per_query, measures, test, alpha) -> None:
@@ -464,10 +464,8 @@ def write_report(config: Config, reports: Path, suite: str) -> list[Path]:
     path = report_path(reports, suite)
     atomic_write_text(path, text)
     written = [path]
-    try:
-        from .plots import plot
-    except ImportError:    # pragma: no cover - plots.py imports matplotlib lazily
-        plot = None
+    from .plots import plot
+
     for stem, pts, title, measure in plots:
         try:
             written += plot(pts, title, measure, reports / stem)
