@@ -65,6 +65,7 @@ def compare(config, reports: Path, args: CompareArgs, progress: bool = False) ->
         reason = runner.applicability(r, ds)
         if reason is not None:
             raise ConfigError(f"compare: {r} cannot rank {args.dataset}: {reason}")
+        _not_trained_on(runner, r, ds)
     qrels = ds.qrels()
     queries = ds.queries()
     runs, values = {}, {}
@@ -113,6 +114,18 @@ def compare(config, reports: Path, args: CompareArgs, progress: bool = False) ->
                 w(f"| {r} | {ranked.index(d) + 1} | {d} | {qrels[q][d]} | {_opening(text)} |")
         w("")
     return "\n".join(out)
+
+
+def _not_trained_on(runner, ranker: str, ds) -> None:
+    """The leakage guard for comparisons: no model is compared on the queries it learnt from (a
+    suite's guard refuses it when the suite is defined; compare can name any dataset)."""
+    for recipe in runner.models.recipes_in(ranker):
+        spec = runner.models.spec(recipe)
+        for used in spec.train + ((spec.dev,) if spec.dev else ()):
+            if runner.dataset(used).fingerprint() == ds.fingerprint():
+                raise ConfigError(f"compare: {ranker} depends on recipe {recipe}, which learnt from {used}: "
+                                  f"comparing it on {ds.name} would measure what it memorised; pick a held-out "
+                                  f"dataset")
 
 
 def _ranking(run, q: str) -> list[str]:

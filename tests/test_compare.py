@@ -87,6 +87,9 @@ def test_compare_refuses_what_it_cannot_do(config):
         compare(config, ROOT / "reports", CompareArgs("bm25", "bm25-run", "dl19"))
     with pytest.raises(ConfigError, match="suite beir does not evaluate dl19"):
         compare(config, ROOT / "reports", CompareArgs("bm25", "bm25s", "dl19", suite="beir"))
+    with pytest.raises(ConfigError, match="ce-distilled-rerank-bm25run depends on recipe ce-distilled, which learnt "
+                                          "from dl19: comparing it on dl19 would measure what it memorised"):
+        compare(config, ROOT / "reports", CompareArgs("ce-distilled-rerank-bm25run", "bm25-run", "dl19"))
     with pytest.raises(ConfigError, match="two different rankers"):
         compare(config, ROOT / "reports", CompareArgs("bm25-run", "bm25-run", "dl19"))
 
