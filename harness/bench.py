@@ -71,8 +71,8 @@ def run(config, reports: Path, compare: bool = False, save: bool = True, threads
         check_comparable(previous[-1], mid, threads)
         print(f"comparing with {previous[-1].relative_to(reports)} (fails if a median is more than "
               f"{100 * slowdown:g}% slower)", file=sys.stderr)
-    env = {**os.environ, "RANKBENCH_BENCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
-           "HF_HUB_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # benchmarks/conftest.py decides offline and quiets the libraries; here only the threads
+    env = {**os.environ, "RANKBENCH_BENCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
     root = config.root
     proc = subprocess.run(command(root, folder, compare, slowdown, save, select), cwd=root, env=env)
     if save and proc.returncode == 0:

@@ -234,22 +234,15 @@ def cmd_compare(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import build_report, missing_plots, report_path, write_report
+    from .report import check_report, report_path, write_report
 
     config, reports = _load(args)
     if args.check:
-        text = build_report(config, reports, args.suite)
-        path = report_path(reports, args.suite)
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current != text:
-            print(f"{path} is stale: regenerate it with `rankbench report {args.suite}`", file=sys.stderr)
+        problem = check_report(config, reports, args.suite)
+        if problem:
+            print(problem, file=sys.stderr)
             return 1
-        missing = missing_plots(config, reports, args.suite)
-        if missing:
-            print(f"{path} embeds plots that are missing ({', '.join(map(str, missing[:3]))}): regenerate them "
-                  f"with `rankbench report {args.suite}`", file=sys.stderr)
-            return 1
-        print(f"{path} is up to date", file=sys.stderr)
+        print(f"{report_path(reports, args.suite)} is up to date", file=sys.stderr)
         return 0
     written = write_report(config, reports, args.suite)
     print(f"wrote {written[0]}" + (f" and {len(written) - 1} plot files" if len(written) > 1 else ""),

@@ -94,7 +94,9 @@ def compare(config, reports: Path, args: CompareArgs, progress: bool = False) ->
         return "\n".join(out)
     w(f"The {len(shown)} queries where they differ most; under each ranker, the {args.judged} judged "
       f"documents it ranked highest (rank, grade, opening words).\n")
-    docs_needed = {d for q in shown for r in (args.a, args.b) for d in _top_judged(runs[r], qrels, q, args.judged)}
+    # each shown query's ranking, once per ranker: (rank, doc) of its highest judged documents
+    top = {(q, r): _top_judged(runs[r], qrels, q, args.judged) for q in shown for r in (args.a, args.b)}
+    docs_needed = {d for pairs in top.values() for _, d in pairs}
     docs = ds.docs(docs_needed)
     for q in shown:
         w(f"## {q}: {queries.get(q, '(no text)')}\n")
@@ -105,13 +107,11 @@ def compare(config, reports: Path, args: CompareArgs, progress: bool = False) ->
         w("| ranker | rank | doc | grade | opening words |")
         w("|---|---:|---|---:|---|")
         for r in (args.a, args.b):
-            ranked = _ranking(runs[r], q)
-            top = _top_judged(runs[r], qrels, q, args.judged)
-            if not top:
-                w(f"| {r} | — | no judged document in its top {len(ranked)} | | |")
-            for d in top:
+            if not top[q, r]:
+                w(f"| {r} | — | no judged document in its top {len(runs[r].get(q, {}))} | | |")
+            for rank, d in top[q, r]:
                 text = docs[d].joined() if d in docs else ""
-                w(f"| {r} | {ranked.index(d) + 1} | {d} | {qrels[q][d]} | {_opening(text)} |")
+                w(f"| {r} | {rank} | {d} | {qrels[q][d]} | {_opening(text)} |")
         w("")
     return "\n".join(out)
 
@@ -134,9 +134,10 @@ def _ranking(run, q: str) -> list[str]:
     return [d for d, _ in sorted(by_id, key=lambda kv: -kv[1])]   # stable: ties keep that order
 
 
-def _top_judged(run, qrels, q: str, n: int) -> list[str]:
+def _top_judged(run, qrels, q: str, n: int) -> list[tuple[int, str]]:
+    """(rank, doc) of the n judged documents the run ranked highest for query q."""
     judged = qrels.get(q, {})
-    return [d for d in _ranking(run, q) if d in judged][:n]
+    return [(i, d) for i, d in enumerate(_ranking(run, q), 1) if d in judged][:n]
 
 
 def _opening(text: str, words: int = 14) -> str:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .significance import holm  # noqa: F401  (re-exported: the report's correction)
 from .store import SuiteResults, load_results
 
 if TYPE_CHECKING:
@@ -22,14 +21,6 @@ def tester(settings) -> "Tester":
     from .significance import Tester
 
     return Tester(settings.significance, settings.permutations, settings.seed)
-
-
-def significance(per_query: dict[str, dict[str, float]], alpha: float, test=None) -> dict[str, set[str]]:
-    """For each ranker, the rankers it beats significantly on this measure: every pair tested with
-    the suite's paired test (t-test unless said), Holm-corrected over all pairs."""
-    from .significance import Tester
-
-    return (test or Tester()).all_pairs(per_query, alpha)
 
 
 def _num(x: float | None, digits: int = 4) -> str:
@@ -476,8 +467,15 @@ def write_report(config: Config, reports: Path, suite: str) -> list[Path]:
     return written
 
 
-def missing_plots(config: Config, reports: Path, suite: str) -> list[Path]:
-    """Plot files the report embeds that are not on disk."""
-    _, plots = _render(config, load_results(config, reports, suite))
-    return [reports / f"{stem}{ext}" for stem, *_ in plots for ext in (".png", ".svg")
-            if not (reports / f"{stem}{ext}").exists()]
+def check_report(config: Config, reports: Path, suite: str) -> str | None:
+    """Why the committed report (or a plot it embeds) is stale, or None when it is up to date."""
+    text, plots = _render(config, load_results(config, reports, suite))
+    path = report_path(reports, suite)
+    if (path.read_text(encoding="utf-8") if path.exists() else None) != text:
+        return f"{path} is stale: regenerate it with `rankbench report {suite}`"
+    missing = [reports / f"{stem}{ext}" for stem, *_ in plots for ext in (".png", ".svg")
+               if not (reports / f"{stem}{ext}").exists()]
+    if missing:
+        return (f"{path} embeds plots that are missing ({', '.join(map(str, missing[:3]))}): regenerate them "
+                f"with `rankbench report {suite}`")
+    return None
