@@ -2,7 +2,9 @@
 
 Every entry lives under ``$RANKBENCH_HOME/<area>/<fingerprint>/`` and is created atomically
 (built under a temporary name, renamed into place), so an interrupted job leaves either a
-complete entry or none. Fingerprints hash what determines the content (ranker kind, canonical
+complete entry or none; the temporary folders a killed job leaves are removed by the next
+(``sweep``). An entry that cannot be read back is moved to ``quarantine/`` (kept for a look,
+never reused) and rebuilt. Fingerprints hash what determines the content (ranker kind, canonical
 parameters, model and data file hashes, code versions), never a name.
 """
 from __future__ import annotations
@@ -15,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .files import atomic_dir, atomic_write_text, tree_bytes
+from .errors import StorageError
+from .files import atomic_dir, atomic_write_text, ensure_dir, sweep_stale, tree_bytes
 
 
 def rankbench_home() -> Path:
@@ -39,13 +42,59 @@ def fingerprint(obj: Any) -> str:
 class Cache:
     def __init__(self, home: Path | None = None):
         self.home = Path(home) if home else rankbench_home()
+        self._checked = False
+
+    def check_home(self) -> Path:
+        """The home is a folder that can be written (once per process), or a StorageError that
+        says which setting to change."""
+        if not self._checked:
+            where = ("RANKBENCH_HOME=" + os.environ["RANKBENCH_HOME"]) if os.environ.get("RANKBENCH_HOME") \
+                else "the cache home"
+            try:
+                from .files import check_writable
+
+                check_writable(self.home, "cache home")
+            except StorageError as e:
+                raise StorageError(f"{where}: {e}; point RANKBENCH_HOME at a folder you can write") from None
+            self._checked = True
+        return self.home
+
+    def sweep(self) -> list[Path]:
+        """Remove the temporary entries that killed processes left, in every area."""
+        removed: list[Path] = []
+        if not self.home.is_dir():
+            return removed
+        for area in self.home.iterdir():
+            if area.is_dir() and area.name != "quarantine":
+                removed += sweep_stale(area)
+                for shard in area.iterdir():
+                    if shard.is_dir() and len(shard.name) == 2:
+                        removed += sweep_stale(shard)
+        return removed
+
+    def quarantine(self, area: str, key: str, reason: str) -> Path | None:
+        """Move an unreadable entry out of the way (to quarantine/, with why), so it is rebuilt."""
+        p = self.path(area, key)
+        if not p.exists():
+            return None
+        dest = ensure_dir(self.home / "quarantine", "cache quarantine") / f"{area}-{key[:16]}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        os.rename(p, dest)
+        atomic_write_text(dest / "QUARANTINED.txt", reason + "\n")
+        return dest
 
     def path(self, area: str, key: str) -> Path:
         return self.home / area / key[:2] / key
 
     def get(self, area: str, key: str) -> Path | None:
         p = self.path(area, key)
-        return p if (p / "entry.json").exists() else None
+        if not (p / "entry.json").exists():
+            return None
+        try:
+            json.loads((p / "entry.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            self.quarantine(area, key, f"entry.json unreadable: {e}")
+            return None
+        return p
 
     @contextmanager
     def build(self, area: str, key: str, describe: dict, replace: bool = False) -> Iterator[Path]:
@@ -55,6 +104,7 @@ class Cache:
         ``entry.json`` (what the entry is, when and how long it took to build) is written last,
         so an entry without it is incomplete and is never returned by ``get``.
         """
+        self.check_home()
         final = self.path(area, key)
         start = time.perf_counter()
         with atomic_dir(final, replace=replace) as tmp:

@@ -42,13 +42,41 @@ class Verdict:
 
 
 def read_baselines(reports: Path) -> dict:
+    """reports/baselines.toml, its shape checked: [SUITE.machine] id, and [SUITE.cells."R/D"]
+    tables of numbers. An error names the file and the key."""
+    from .files import read_text
+
     path = reports / BASELINES
     if not path.exists():
         return {}
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as e:
         raise DataError(f"{path}: {e}") from None
+    for suite, table in data.items():
+        w = f"{path}: [{suite}]"
+        if not isinstance(table, dict):
+            raise DataError(f"{w} must be a table with machine and cells, found {table!r}")
+        for key in table:
+            if key not in ("machine", "cells"):
+                raise DataError(f"{w}: unknown key {key!r}; a suite's baseline has machine and cells")
+        machine = table.get("machine", {})
+        if not isinstance(machine, dict) or not isinstance(machine.get("id"), str):
+            raise DataError(f"{w}.machine needs id = \"...\" (the machine whose latency is the baseline)")
+        cells = table.get("cells", {})
+        if not isinstance(cells, dict):
+            raise DataError(f"{w}.cells must be a table of cells, found {cells!r}")
+        for cell, values in cells.items():
+            wc = f'{path}: [{suite}.cells."{cell}"]'
+            if "/" not in cell:
+                raise DataError(f"{wc}: a cell is named \"RANKER/DATASET\"")
+            if not isinstance(values, dict):
+                raise DataError(f"{wc} must be a table of measure = number, found {values!r}")
+            for key, value in values.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                    raise DataError(f"{wc} {key} = {value!r} must be a number (accept the suite again "
+                                    f"with `rankbench accept {suite}` to rewrite it)")
+    return data
 
 
 def effectiveness_verdict(current: float, baseline: float, tolerance: float) -> str:
@@ -60,10 +88,12 @@ def effectiveness_verdict(current: float, baseline: float, tolerance: float) -> 
     return "FAIL"
 
 
-def latency_verdict(current: float, baseline: float, tolerance: float) -> str:
+def latency_verdict(current: float, baseline: float, tolerance: float, slack_ms: float = 0.0) -> str:
+    """OK when no slower; OKISH within the relative tolerance plus the absolute slack (so timer
+    and scheduler noise on a sub-millisecond median never fails); FAIL beyond both."""
     if current <= baseline:
         return "OK"
-    if current <= baseline * (1 + tolerance):
+    if current <= baseline * (1 + tolerance) + slack_ms:
         return "OKISH"
     return "FAIL"
 
@@ -100,12 +130,18 @@ def check_suite(config: Config, reports: Path, suite_name: str) -> list[Verdict]
                     cur_machine = cell["provenance"]["machine"]["id"]
                     if lat is None:
                         continue
+                    busy = cell["efficiency"].get("other_load_cores")
                     if cur_machine != machine:
                         out.append(Verdict(name, key, "SKIP", lat, value,
                                            f"machine {cur_machine} is not the baseline's {machine}"))
+                    elif busy is not None and busy > tol.latency_busy_cores:
+                        out.append(Verdict(name, key, "SKIP", lat, value,
+                                           f"timed while other processes kept {busy:g} cores busy (more than "
+                                           f"[check] latency_busy_cores = {tol.latency_busy_cores:g}): rerun "
+                                           f"on a quiet machine to compare"))
                     else:
-                        out.append(Verdict(name, key, latency_verdict(lat, value, tol.latency), lat, value,
-                                           f"tolerance +{tol.latency:.0%}"))
+                        out.append(Verdict(name, key, latency_verdict(lat, value, tol.latency, tol.latency_slack_ms),
+                                           lat, value, f"tolerance +{tol.latency:.0%} + {tol.latency_slack_ms:g} ms"))
                     continue
                 if key not in agg:
                     out.append(Verdict(name, key, "FAIL", None, value, "measure missing from the result"))

@@ -376,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     except RankbenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:    # the file system refused something no check foresaw: say what and where
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finished cells are saved; run the same command again to resume", file=sys.stderr)
         return 130

@@ -99,7 +99,7 @@ def compare(config, reports: Path, args: CompareArgs, progress: bool = False) ->
     docs_needed = {d for pairs in top.values() for _, d in pairs}
     docs = ds.docs(docs_needed)
     for q in shown:
-        w(f"## {q}: {queries.get(q, '(no text)')}\n")
+        w(f"## {q}: {_one_line(queries.get(q, '(no text)'))}\n")
         sa, sb = f"{args.a} {va[q]:.4f}", f"{args.b} {vb[q]:.4f}"
         sa, sb = (f"**{sa}**", sb) if va[q] > vb[q] else (sa, f"**{sb}**")
         w(f"{measure}: {sa}, {sb} (Δ {va[q] - vb[q]:+.4f}); "
@@ -140,7 +140,15 @@ def _top_judged(run, qrels, q: str, n: int) -> list[tuple[int, str]]:
     return [(i, d) for i, d in enumerate(_ranking(run, q), 1) if d in judged][:n]
 
 
+def _one_line(text: str, chars: int = 200) -> str:
+    """Text for one markdown line (a heading, a table cell): whitespace runs (newlines too) become
+    one space, at most ``chars`` characters, '|' escaped."""
+    s = " ".join(text.split())
+    if len(s) > chars:
+        s = s[:chars].rstrip() + " …"
+    return s.replace("|", "\\|")
+
+
 def _opening(text: str, words: int = 14) -> str:
     parts = text.split()
-    s = " ".join(parts[:words]) + (" …" if len(parts) > words else "")
-    return s.replace("|", "\\|")
+    return _one_line(" ".join(parts[:words]) + (" …" if len(parts) > words else ""), chars=160)

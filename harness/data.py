@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
 import zipfile
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ from typing import Iterable, Mapping
 
 from .conventions import Conventions, conventions_for_irds, get_conventions
 from .errors import ConfigError, DataError, unknown
-from .files import atomic_write_bytes, open_text, sha256_file
-from .types import Doc, Qrels, Queries, Run, read_trec_run
+from .files import atomic_write_bytes, open_text, read_lines, read_text, sha256_file
+from .types import Doc, Qrels, Queries, Run, bad_id, read_trec_run
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,58 @@ class Dataset:
     def stats(self) -> dict:
         return {"queries": len(self.queries()), "judgments": sum(len(v) for v in self.qrels().values())}
 
+    def doc_ids(self) -> "Mapping[str, object] | None":
+        """The corpus's ids when they are at hand (a local corpus, an ir_datasets corpus already
+        loaded), else None: what the runner checks every returned document against."""
+        return None
+
+    def judged_outside_corpus(self) -> dict | None:
+        """Judgments of documents that are not in the corpus: counts and an example, None when
+        there are none or the corpus is not at hand. On a reranking set (rerank_only) this is
+        by construction (its corpus is the candidates' passages) and is not a warning."""
+        ids = self.doc_ids()
+        if ids is None:
+            return None
+        missing = [(q, d, g) for q, docs in self.qrels().items() for d, g in docs.items() if d not in ids]
+        if not missing:
+            return None
+        return {"judgments": len(missing), "relevant": sum(1 for *_, g in missing if g > 0),
+                "queries": len({q for q, *_ in missing}), "of_judgments": sum(len(v) for v in self.qrels().values()),
+                "example": {"query": missing[0][0], "doc": missing[0][1]}}
+
+    def warnings(self) -> list[str]:
+        """What a result on this dataset must say about its data (the report shows it)."""
+        out = self.__dict__.get("_warnings")
+        if out is None:
+            out = []
+            gap = None if self.rerank_only else self.judged_outside_corpus()
+            if gap:
+                out.append(f"the qrels judge {gap['judgments']} documents that are not in the corpus "
+                           f"({gap['relevant']} of them relevant, in {gap['queries']} queries; "
+                           f"{gap['of_judgments']} judgments in all; e.g. query {gap['example']['query']!r}, "
+                           f"doc {gap['example']['doc']!r}): no ranker can retrieve them, so every "
+                           f"measure's ceiling is below 1")
+            self.__dict__["_warnings"] = out
+        return out
+
     def validate(self) -> None:
         """Parse everything the dataset holds (without running anything)."""
         self.queries()
         self.qrels()
+
+
+def check_run_file(run: Run, path: Path, dataset: "Dataset") -> Run:
+    """A run file's queries cut to the dataset's; an empty file, or one that ranks none of the
+    dataset's queries, is an error naming the file (not a silent row of zeros)."""
+    if not run:
+        raise DataError(f"{path}: the run file has no lines: a TREC run has one line per ranked "
+                        f"document (qid Q0 docid rank score tag)")
+    queries = dataset.queries()
+    kept = {q: docs for q, docs in run.items() if q in queries}
+    if not kept:
+        raise DataError(f"{path}: none of its {len(run)} queries (e.g. {next(iter(run))!r}) is a query "
+                        f"of {dataset.where} (e.g. {next(iter(queries))!r}): is it a run of another dataset?")
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,28 +179,71 @@ def read_manifest(folder: Path) -> dict[str, tuple[int, str]] | None:
     if not path.exists():
         return None
     out = {}
-    with open(path, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        if header[:3] != ["path", "bytes", "sha256"]:
-            raise DataError(f"{path}:1: header must start with path<TAB>bytes<TAB>sha256, found {header[:3]}")
-        for n, line in enumerate(f, 2):
-            if not line.strip():
-                continue
-            cols = line.rstrip("\n").split("\t")
-            if len(cols) < 3 or not cols[1].isdigit() or len(cols[2]) != 64:
-                raise DataError(f"{path}:{n}: expected path, byte count and sha256, found {line.strip()[:80]!r}")
-            out[cols[0]] = (int(cols[1]), cols[2])
+    header = None
+    for n, line in read_lines(path):
+        cols = line.rstrip("\r\n").split("\t")
+        if header is None:
+            header = cols
+            if header[:3] != ["path", "bytes", "sha256"]:
+                raise DataError(f"{path}:1: header must start with path<TAB>bytes<TAB>sha256, found {header[:3]}")
+            continue
+        if not line.strip():
+            continue
+        if len(cols) < 3 or not cols[1].isdigit() or not re.fullmatch(r"[0-9a-f]{64}", cols[2]):
+            raise DataError(f"{path}:{n}: expected path, byte count and sha256, found {line.strip()[:80]!r}")
+        out[cols[0]] = (int(cols[1]), cols[2])
+    if header is None:
+        raise DataError(f"{path}: empty; regenerate it with `rankbench manifest {folder}`")
     return out
+
+
+def _manifest_extra(folder: Path) -> tuple[list[str], dict[str, tuple[str, list[str]]]]:
+    """The columns after path, bytes, sha256 of an existing MANIFEST.tsv (the shipped ones record
+    each file's uncompressed size and sha256, raw_bytes and raw_sha256), by path: (sha256, values)."""
+    path = folder / "MANIFEST.tsv"
+    if not path.exists():
+        return [], {}
+    rows = [line.rstrip("\r\n").split("\t") for _, line in read_lines(path) if line.strip()]
+    if not rows or rows[0][:3] != ["path", "bytes", "sha256"]:
+        return [], {}
+    extra = rows[0][3:]
+    return extra, {r[0]: (r[2], r[3:]) for r in rows[1:] if len(r) == 3 + len(extra)}
+
+
+def _raw_digest(path: Path) -> list[str]:
+    """raw_bytes and raw_sha256: the size and sha256 of a file's uncompressed content."""
+    import gzip
+
+    h, size = hashlib.sha256(), 0
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+    return [str(size), h.hexdigest()]
 
 
 def write_manifest(folder: Path) -> Path:
     """(Re)write MANIFEST.tsv for every data file in a folder (for users adding their own data)."""
+    extra, old = _manifest_extra(folder)
     rows = []
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name not in ("MANIFEST.tsv", "dataset.toml", "README.md") and not p.name.startswith("."):
-            rows.append(f"{p.relative_to(folder).as_posix()}\t{p.stat().st_size}\t{sha256_file(p)}\n")
+            rel, digest = p.relative_to(folder).as_posix(), sha256_file(p)
+            cols = [rel, str(p.stat().st_size), digest]
+            if extra:   # kept where the file is unchanged; computed anew for the raw_* columns
+                if rel in old and old[rel][0] == digest:
+                    cols += old[rel][1]
+                elif extra == ["raw_bytes", "raw_sha256"]:
+                    try:
+                        cols += _raw_digest(p)
+                    except (OSError, EOFError) as e:
+                        raise DataError(f"{p}: cannot read its uncompressed content ({e})") from None
+                else:
+                    cols += [""] * len(extra)
+            rows.append("\t".join(cols) + "\n")
     path = folder / "MANIFEST.tsv"
-    atomic_write_bytes(path, ("path\tbytes\tsha256\n" + "".join(rows)).encode())
+    atomic_write_bytes(path, ("\t".join(["path", "bytes", "sha256", *extra]) + "\n" + "".join(rows)).encode())
     return path
 
 
@@ -181,12 +273,16 @@ class LocalDataset(Dataset):
         if not path.exists():
             return {}
         try:
-            meta = tomllib.loads(path.read_text(encoding="utf-8"))
+            meta = tomllib.loads(read_text(path))
         except tomllib.TOMLDecodeError as e:
             raise DataError(f"{path}: {e}") from None
-        for key in meta:
+        for key, value in meta.items():
             if key not in _META_KEYS:
                 raise DataError(f"{path}: " + unknown("key", key, _META_KEYS))
+            want = bool if key in ("rerank_only", "queries_only") else str
+            if not isinstance(value, want):
+                raise DataError(f"{path}: {key} must be {'true or false' if want is bool else 'a string'}, "
+                                f"found {value!r}")
         return meta
 
     def file(self, rel: str, required: bool = True) -> Path | None:
@@ -213,25 +309,29 @@ class LocalDataset(Dataset):
 
     @staticmethod
     def _jsonl(path: Path, kind: str, need_text: bool) -> Iterable[tuple[int, dict]]:
-        with open_text(path) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(obj, dict):
-                    raise DataError(f"{path}:{n}: each line must be a JSON object, found {type(obj).__name__}")
-                if "_id" not in obj:
-                    raise DataError(f"{path}:{n}: {kind} has no \"_id\"")
-                if not isinstance(obj["_id"], (str, int)) or str(obj["_id"]).strip() == "":
-                    raise DataError(f"{path}:{n}: \"_id\" must be a non-empty string, found {obj['_id']!r}")
-                if need_text and not isinstance(obj.get("text"), str):
-                    raise DataError(f"{path}:{n}: {kind} {obj['_id']!r} needs a string \"text\"")
-                if "title" in obj and obj["title"] is not None and not isinstance(obj["title"], str):
-                    raise DataError(f"{path}:{n}: \"title\" must be a string")
-                yield n, obj
+        for n, line in read_lines(path):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: invalid JSON ({e.msg} at column {e.colno})") from None
+            except RecursionError:
+                raise DataError(f"{path}:{n}: invalid JSON (nested too deeply)") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{n}: each line must be a JSON object, found {type(obj).__name__}")
+            if "_id" not in obj:
+                raise DataError(f"{path}:{n}: {kind} has no \"_id\"")
+            if isinstance(obj["_id"], bool) or not isinstance(obj["_id"], (str, int)) or str(obj["_id"]).strip() == "":
+                raise DataError(f"{path}:{n}: \"_id\" must be a non-empty string, found {obj['_id']!r}")
+            why = bad_id(str(obj["_id"]))
+            if why:
+                raise DataError(f"{path}:{n}: {kind} id {str(obj['_id'])!r} {why}; use an id without spaces")
+            if need_text and not isinstance(obj.get("text"), str):
+                raise DataError(f"{path}:{n}: {kind} {obj['_id']!r} needs a string \"text\"")
+            if "title" in obj and obj["title"] is not None and not isinstance(obj["title"], str):
+                raise DataError(f"{path}:{n}: \"title\" must be a string")
+            yield n, obj
 
     @cached_property
     def _all_queries(self) -> dict[str, tuple[str, int]]:
@@ -242,6 +342,8 @@ class LocalDataset(Dataset):
             if qid in out:
                 raise DataError(f"{path}:{n}: duplicate query id {qid!r} (first on line {out[qid][1]})")
             out[qid] = (obj["text"], n)
+        if not out:
+            raise DataError(f"{path}: no queries (the file is empty)")
         return out
 
     @cached_property
@@ -249,28 +351,33 @@ class LocalDataset(Dataset):
         rel = f"qrels/{self.split}.tsv"
         path = self.file(rel)
         qrels: Qrels = {}
-        with open_text(path) as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                cols = line.rstrip("\r\n").split("\t")
-                if n == 1 and cols[0] in ("query-id", "qid", "query_id"):
-                    continue
-                if len(cols) == 4:   # TREC qrels: qid iteration docid rel
-                    cols = [cols[0], cols[2], cols[3]]
-                if len(cols) != 3:
-                    raise DataError(f"{path}:{n}: expected query-id<TAB>corpus-id<TAB>score, "
-                                    f"found {len(cols)} columns: {line.strip()[:80]!r}")
-                qid, docid, grade = cols
-                try:
-                    value = int(grade)
-                except ValueError:
-                    raise DataError(f"{path}:{n}: relevance must be an integer, found {grade!r}") from None
-                docs = qrels.setdefault(qid, {})
-                if docid in docs and docs[docid] != value:
-                    raise DataError(f"{path}:{n}: query {qid!r} doc {docid!r} judged twice "
-                                    f"({docs[docid]} and {value})")
-                docs[docid] = value
+        for n, line in read_lines(path):
+            if not line.strip():
+                continue
+            cols = line.rstrip("\r\n").split("\t")
+            if n == 1 and cols[0] in ("query-id", "qid", "query_id"):
+                continue
+            if len(cols) == 1 and len(line.split()) == 4:   # TREC qrels separated by spaces
+                cols = line.split()
+            if len(cols) == 4:   # TREC qrels: qid iteration docid rel
+                cols = [cols[0], cols[2], cols[3]]
+            if len(cols) != 3:
+                raise DataError(f"{path}:{n}: expected query-id<TAB>corpus-id<TAB>score, "
+                                f"found {len(cols)} columns: {line.strip()[:80]!r}")
+            qid, docid, grade = cols
+            for what, value in (("query", qid), ("doc", docid)):
+                why = bad_id(value)
+                if why:
+                    raise DataError(f"{path}:{n}: {what} id {value!r} {why}")
+            try:
+                value = int(grade)
+            except ValueError:
+                raise DataError(f"{path}:{n}: relevance must be an integer, found {grade!r}") from None
+            docs = qrels.setdefault(qid, {})
+            if docid in docs and docs[docid] != value:
+                raise DataError(f"{path}:{n}: query {qid!r} doc {docid!r} judged twice "
+                                f"({docs[docid]} and {value})")
+            docs[docid] = value
         if not qrels:
             raise DataError(f"{path}: no judgments")
         return qrels
@@ -321,6 +428,9 @@ class LocalDataset(Dataset):
     def corpus(self) -> Mapping[str, Doc]:
         return self._corpus
 
+    def doc_ids(self):
+        return None if self.queries_only else self._corpus
+
     def run_names(self) -> list[str]:
         runs = self.folder / "runs"
         if not runs.is_dir():
@@ -337,7 +447,7 @@ class LocalDataset(Dataset):
         if name not in self.run_names():
             raise DataError(unknown("first-stage run", name, self.run_names(), self.where))
         path = self.file(f"runs/{name}.trec")
-        run = read_trec_run(path, restrict_to=self.queries())
+        run = check_run_file(read_trec_run(path), path, self)
         if not self.queries_only:
             corpus = self.corpus()
             for qid, docs in run.items():
@@ -482,6 +592,9 @@ class IrdsDataset(Dataset):
 
     def corpus(self) -> Mapping[str, Doc]:
         return self._corpus
+
+    def doc_ids(self):
+        return self.__dict__.get("_corpus")
 
     def docs(self, ids: Iterable[str]) -> dict[str, Doc]:
         if "_corpus" in self.__dict__:

@@ -51,3 +51,7 @@ def unknown(what: str, name: str, choices, where: str = "") -> str:
     at = f"{where}: " if where else ""
     listed = ", ".join(choices) if choices else "none defined"
     return f'{at}unknown {what} "{name}"{did_you_mean(name, choices)}; known: {listed}'
+
+
+class StorageError(RankbenchError):
+    """A folder rankbench writes to (reports, the cache home) cannot be used: names it and why."""

@@ -1,17 +1,36 @@
-"""Files: atomic writes (nothing already written is lost), gzip-transparent reading, hashing."""
+"""Files: atomic writes (nothing already written is lost), checked reading, hashing.
+
+Every file and folder rankbench writes is built under a temporary name beside its target and
+renamed into place, with the modes the umask gives (so a shared cache or reports folder works
+for a teammate or a CI job). Temporary names carry the writer's host and pid, so one left by a
+killed process is recognised, and removed, by the next run (``sweep_stale``).
+
+Reading goes through ``read_lines``: gzip is decompressed transparently, and a damaged archive
+or a line that is not UTF-8 is a ``DataError`` naming the file and line, never a traceback.
+"""
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import gzip
 import hashlib
 import io
 import os
+import re
 import shutil
+import signal
+import socket
 import tempfile
+import time
+import zlib
 from pathlib import Path
 from typing import Iterator
 
+from .errors import DataError, StorageError
+
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+STALE_AFTER_S = 24 * 3600      # a temporary name from another host is stale after a day
 
 
 def sha256_file(path: Path) -> str:
@@ -41,27 +60,223 @@ def tree_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
+# ---------------------------------------------------------------------------------------------
+# reading
+
+def _gzip_problem(path: Path, e: BaseException) -> str:
+    if isinstance(e, EOFError):
+        return "the gzip stream ends early (a truncated download or copy?)"
+    if isinstance(e, gzip.BadGzipFile):
+        return f"not a gzip file ({e})"
+    if isinstance(e, zlib.error):
+        return f"the gzip data is corrupt ({e})"
+    return f"{type(e).__name__}: {e}"
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line of a text file, plain or gzipped (by its .gz suffix).
+
+    A line that is not UTF-8 and a damaged or truncated gzip stream are DataErrors that name the
+    file and the line where reading stopped.
+    """
+    path = Path(path)
+    n = 0
+    try:
+        f = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    except OSError as e:
+        raise DataError(f"{path}: cannot open ({e.strerror or e})") from None
+    try:
+        with f:
+            for n, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    col = len(raw[: e.start].decode("utf-8", "replace")) + 1
+                    raise DataError(f"{path}:{n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {col}); "
+                                    f"save the file as UTF-8") from None
+                yield n, line.removeprefix("\ufeff") if n == 1 else line
+    except (OSError, EOFError, zlib.error) as e:
+        if path.suffix != ".gz" and not isinstance(e, OSError):
+            raise
+        what = _gzip_problem(path, e) if path.suffix == ".gz" else (e.strerror or str(e))
+        raise DataError(f"{path}:{n + 1}: cannot read: {what}") from None
+
+
+def read_text(path: Path) -> str:
+    """A whole text file (plain or gzipped), with read_lines' errors."""
+    return "".join(line for _, line in read_lines(path))
+
+
 def open_text(path: Path) -> io.TextIOBase:
-    """Open a text file for reading, decompressing .gz transparently."""
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+    """The file's text as a stream (read whole and checked first: see read_lines)."""
+    return io.StringIO(read_text(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# modes and temporary names
+
+def _umask() -> int:
+    try:
+        m = re.search(r"^Umask:\s+([0-7]+)", Path("/proc/self/status").read_text(), re.M)
+        if m:
+            return int(m.group(1), 8)
+    except OSError:
+        pass
+    old = os.umask(0o022)      # the portable way to read it: set and restore at once
+    os.umask(old)
+    return old
+
+
+def file_mode() -> int:
+    return 0o666 & ~_umask()
+
+
+def dir_mode() -> int:
+    return 0o777 & ~_umask()
+
+
+def _host() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+_TEMP = re.compile(r"\.rbtmp-([0-9a-f]{8})-(\d+)-")
+
+
+def temp_prefix(name: str) -> str:
+    """The prefix of a temporary name beside ``name``: host and pid say whose it is."""
+    return f".{name}.rbtmp-{_host()}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale(entry: Path) -> bool:
+    """A temporary file or folder whose writer is gone: a dead pid on this host, or a day old."""
+    m = _TEMP.search(entry.name)
+    if not m or not entry.name.startswith("."):
+        return False
+    host, pid = m.group(1), int(m.group(2))
+    if host == _host():
+        return pid != os.getpid() and not _alive(pid)
+    try:
+        return time.time() - entry.lstat().st_mtime > STALE_AFTER_S
+    except OSError:
+        return False
+
+
+def sweep_stale(folder: Path) -> list[Path]:
+    """Remove the temporary files and folders that killed writers left in a folder."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if is_stale(entry):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# crash points (the crash tests' fault injection; unset in normal use)
+
+_CRASH_COUNT: dict[str, int] = {}
+
+
+def crash_point(point: str, path: Path) -> None:
+    """``RANKBENCH_CRASH_AT="POINT:GLOB[#N]"`` kills this process with SIGKILL at the N-th
+    (default first) time it reaches POINT for a file whose name matches GLOB: how the tests check
+    that a kill -9 at any write point loses no finished work. Points: ``mid-write`` (half a file's
+    bytes are in its temporary file), ``before-publish`` (a folder is complete, not yet renamed)."""
+    spec = os.environ.get("RANKBENCH_CRASH_AT")
+    if not spec:
+        return
+    want, _, rest = spec.partition(":")
+    pattern, _, nth = rest.partition("#")
+    if want != point or not fnmatch.fnmatch(Path(path).name, pattern or "*"):
+        return
+    _CRASH_COUNT[spec] = _CRASH_COUNT.get(spec, 0) + 1
+    if _CRASH_COUNT[spec] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+def _storage_error(path: Path, e: OSError, what: str = "cannot write") -> StorageError:
+    reason = e.strerror or str(e)
+    hint = ""
+    if isinstance(e, PermissionError):
+        hint = ": make it writable, or write elsewhere (--reports for reports, RANKBENCH_HOME for the cache)"
+    elif isinstance(e, (NotADirectoryError, FileExistsError)):
+        hint = ": a file stands where a folder is needed"
+    elif e.errno == 28:
+        hint = ": free some disk space"
+    return StorageError(f"{path}: {what} ({reason}){hint}")
+
+
+def ensure_dir(path: Path, what: str) -> Path:
+    """Create a folder (with the umask's modes) or say clearly why it cannot be one."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise StorageError(f"{path}: the {what} must be a folder, but a file is there")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _storage_error(path, e, f"cannot create the {what}") from None
+    return path
+
+
+def check_writable(path: Path, what: str) -> Path:
+    """ensure_dir, then prove a file can be written and removed there (before any work starts)."""
+    ensure_dir(path, what)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix("probe"), suffix=".tmp", dir=path)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise _storage_error(path, e, f"the {what} is not writable") from None
+    return path
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside path, fsync, then rename over it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    ensure_dir(path.parent, "folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _storage_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            os.fchmod(f.fileno(), file_mode())
+            if os.environ.get("RANKBENCH_CRASH_AT"):
+                f.write(data[: len(data) // 2])
+                f.flush()
+                crash_point("mid-write", path)
+                f.write(data[len(data) // 2:])
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _storage_error(path, e) from None
         raise
 
 
@@ -78,12 +293,17 @@ def atomic_dir(final: Path, replace: bool = False) -> Iterator[Path]:
     (a forced rebuild), ours takes its place instead.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    ensure_dir(final.parent, "folder")
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final.name), suffix=".tmp", dir=final.parent))
+        os.chmod(tmp, dir_mode())
+    except OSError as e:
+        raise _storage_error(final, e) from None
     try:
         yield tmp
+        crash_point("before-publish", final)
         if replace and final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old.tmp", dir=final.parent))
+            old = Path(tempfile.mkdtemp(prefix=temp_prefix(final.name), suffix=".old.tmp", dir=final.parent))
             os.rename(final, old / "entry")
             os.rename(tmp, final)
             shutil.rmtree(old, ignore_errors=True)

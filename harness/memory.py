@@ -1,4 +1,5 @@
-"""Peak resident memory of this process during a block of code.
+"""Peak resident memory of this process during a block of code, and how busy the rest of the
+machine was meanwhile (``OtherLoad``).
 
 On Linux the kernel's high-water mark (VmHWM) is reset at the start of the block by writing 5
 to /proc/self/clear_refs, so the peak is exact and covers native memory (the JVM, torch). Where
@@ -60,3 +61,62 @@ class PeakMemory:
         return {"peak_rss_mib": round(self.peak / mib, 1),
                 "rss_increase_mib": round(max(self.peak - self.start, 0) / mib, 1),
                 "memory_method": self.method}
+
+
+# ---------------------------------------------------------------------------------------------
+# how busy the rest of the machine was
+
+def _system_busy_ticks() -> int | None:
+    """Busy clock ticks of all CPUs since boot (user, nice, system, irq, softirq, steal)."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if not first or first[0] != "cpu" or len(first) < 9:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in first[1:9])
+    return user + nice + system + irq + softirq + steal
+
+
+def _self_ticks() -> int | None:
+    """This process's CPU clock ticks (every thread: user + system)."""
+    try:
+        text = Path("/proc/self/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
+class OtherLoad:
+    """How many cores other processes kept busy, on average, during a block of code.
+
+    Latency measured while the machine is busy is not this ranker's latency: the check compares
+    it with a baseline only when the machine was quiet (``[check] latency_busy_cores``). Read from
+    /proc/stat (all CPUs) less this process's own ticks; None where /proc is not there.
+    """
+
+    MIN_WINDOW_S = 0.3     # a shorter block is topped up by sleeping: clock ticks are 10 ms coarse
+
+    def __enter__(self):
+        self._t0, self._sys0, self._self0 = time.perf_counter(), _system_busy_ticks(), _self_ticks()
+        self.cores = None
+        return self
+
+    def __exit__(self, *exc):
+        import os
+
+        if exc[0] is not None or self._sys0 is None:
+            return False
+        short = self.MIN_WINDOW_S - (time.perf_counter() - self._t0)
+        if short > 0:
+            time.sleep(short)     # while this process sleeps, every busy tick is another's
+        wall = time.perf_counter() - self._t0
+        sys1, self1 = _system_busy_ticks(), _self_ticks()
+        if None not in (self._self0, sys1, self1):
+            hz = os.sysconf("SC_CLK_TCK")
+            # each reading is up to a tick off per CPU: that much is not counted as load
+            slack = (os.cpu_count() or 1) + 2
+            others = max((sys1 - self._sys0) - (self1 - self._self0) - slack, 0) / hz
+            self.cores = round(others / wall, 2)
+        return False

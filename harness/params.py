@@ -1,7 +1,8 @@
 """Typed, validated parameters: a frozen dataclass per ranker kind, built from a bench.toml table.
 
 Unknown keys are errors with a did-you-mean; values are checked against the field types
-(str, int, float, bool, Literal[...], X | None, tuple[X, ...], dict[str, X]).
+(str, int, float, bool, Literal[...], X | None, tuple[X, ...], dict[str, X]) and against the
+field's range where it has one (``ranged``): each error names the key and the bound it broke.
 """
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ def _check(value: Any, tp: Any, where: str, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: {key} must be a number, found {value!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{where}: {key} must be a finite number, found {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -65,6 +68,47 @@ def _check(value: Any, tp: Any, where: str, key: str) -> Any:
     raise TypeError(f"unsupported parameter type {tp!r} for {key}")
 
 
+def ranged(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+           le: float | None = None, lt: float | None = None, factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with a range: ``k1: float = ranged(0.9, ge=0)``. The bounds apply to a
+    number, to each item of a tuple and to each value of a dict; None passes (an optional field)."""
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    if factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=factory, metadata={"bounds": bounds})
+    return dataclasses.field(default=default, metadata={"bounds": bounds})
+
+
+_BOUND_TEXT = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def range_text(bounds: Mapping[str, float]) -> str:
+    lo = [f"{_BOUND_TEXT[k]} {v:g}" for k, v in bounds.items() if k in ("ge", "gt")]
+    hi = [f"{_BOUND_TEXT[k]} {v:g}" for k, v in bounds.items() if k in ("le", "lt")]
+    return " and ".join(lo + hi)
+
+
+def check_bounds(value: Any, bounds: Mapping[str, float], where: str, key: str) -> None:
+    """A ConfigError naming the key, the value and the bound it broke."""
+    if not bounds or value is None:
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            check_bounds(v, bounds, where, f"{key}.{k}")
+        return
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            check_bounds(v, bounds, where, key)
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    broken = [(k, b) for k, b in bounds.items()
+              if not {"ge": value >= b, "gt": value > b, "le": value <= b, "lt": value < b}[k]]
+    if broken or value != value:
+        k, b = broken[0] if broken else next(iter(bounds.items()))
+        raise ConfigError(f"{where}: {key} = {value!r} is out of range: it must be {_BOUND_TEXT[k]} {b:g}"
+                          + (f" (allowed: {range_text(bounds)})" if len(bounds) > 1 else ""))
+
+
 def build_params(cls: type, values: Mapping[str, Any], where: str) -> Any:
     """An instance of the dataclass ``cls`` from a mapping, validated."""
     hints = typing.get_type_hints(cls)
@@ -76,6 +120,7 @@ def build_params(cls: type, values: Mapping[str, Any], where: str) -> Any:
     for name, f in fields.items():
         if name in values:
             kwargs[name] = _check(values[name], hints[name], where, name)
+            check_bounds(kwargs[name], f.metadata.get("bounds", {}), where, name)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: missing required parameter {name!r}")
     return cls(**kwargs)

@@ -55,9 +55,45 @@ def frontier(pts: list[Point]) -> list[Point]:
     return out
 
 
+def plot_problem(path: Path) -> str | None:
+    """Why a plot file cannot be trusted (missing, empty, or not a whole PNG / SVG), or None."""
+    import io
+    import xml.etree.ElementTree as ET
+
+    if not path.exists():
+        return "missing"
+    data = path.read_bytes()
+    if not data:
+        return "empty"
+    if path.suffix == ".png":
+        if not data.startswith(b"\x89PNG\r\n\x1a\n") or not data.endswith(b"IEND\xaeB`\x82"):
+            return "not a whole PNG"
+        try:
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+        except ImportError:
+            pass
+        except Exception as e:   # PIL raises many kinds for a damaged image
+            return f"not a readable PNG: {e}"
+        return None
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as e:
+        return f"not valid SVG XML: {e}"
+    if not root.tag.endswith("svg"):
+        return f"not an SVG document (root element {root.tag!r})"
+    return None
+
+
 def plot(pts: list[Point], title: str, measure: str, path_stem: Path) -> tuple[Path, Path]:
-    """Draw the plot; write ``<stem>.png`` and ``<stem>.svg``. Deterministic bytes for the same
-    inputs and matplotlib version (no dates, fixed SVG ids)."""
+    """Draw the plot; write ``<stem>.png`` and ``<stem>.svg`` atomically (a killed run never
+    leaves half a plot). Deterministic bytes for the same inputs and matplotlib version (no
+    dates, fixed SVG ids)."""
+    import io
+
+    from .files import atomic_write_bytes
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,9 +139,10 @@ def plot(pts: list[Point], title: str, measure: str, path_stem: Path) -> tuple[P
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
                   title=f"area: size on disk (largest {biggest / 1e6:,.0f} MB)", title_fontsize=8)
         fig.tight_layout()
-        path_stem.parent.mkdir(parents=True, exist_ok=True)
         png, svg = path_stem.with_suffix(".png"), path_stem.with_suffix(".svg")
-        fig.savefig(png, metadata={"Software": None})
-        fig.savefig(svg, metadata={"Date": None, "Creator": None})
+        for path, fmt, meta in ((png, "png", {"Software": None}), (svg, "svg", {"Date": None, "Creator": None})):
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt, metadata=meta)
+            atomic_write_bytes(path, buf.getvalue())
         plt.close(fig)
     return png, svg

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 from .cache import fingerprint
 from .errors import ConfigError, DataError
-from .params import as_dict
+from .params import as_dict, ranged
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -43,33 +43,33 @@ class RecipeSpec:
     init: str = "sentence-transformers/all-MiniLM-L6-v2"   # starting encoder (Hub id or folder)
     layers: tuple[int, ...] = ()         # keep only these encoder layers (e.g. [0, 2, 4]); () = all
     head: Literal["segment-cosine", "classifier"] = "segment-cosine"
-    max_length: int = 128                # tokens per (query, document) pair while training
+    max_length: int = ranged(128, ge=1)   # tokens per (query, document) pair while training
     train: tuple[str, ...] = ()          # datasets whose split's judged queries are training data
-    examples_per_query: dict[str, int] = field(default_factory=dict)   # dataset -> positives used per query (1)
-    max_queries: int = 0                 # > 0: a seeded sample of at most this many queries per dataset
+    examples_per_query: dict[str, int] = ranged(factory=dict, ge=1)   # dataset -> positives used per query (1)
+    max_queries: int = ranged(0, ge=0)   # > 0: a seeded sample of at most this many queries per dataset
     dev: str | None = None               # dataset for checkpoint selection (nDCG@10 on reranked candidates)
-    dev_queries: int = 100
-    dev_depth: int = 20
+    dev_queries: int = ranged(100, ge=1)
+    dev_depth: int = ranged(20, ge=1)
     miners: tuple[str, ...] = ("bm25s", "minilm")   # rankers whose top mine_depth give hard negatives
-    mine_depth: int = 30
-    negatives: int = 3                   # mined negatives per example
+    mine_depth: int = ranged(30, ge=1)
+    negatives: int = ranged(3, ge=1)   # mined negatives per example
     loss: Literal["mnrl", "bce", "lambda", "distill"] = "mnrl"
-    in_batch_negatives: int = 1          # mnrl, distill: other examples' positives used as extra negatives
+    in_batch_negatives: int = ranged(1, ge=0)   # mnrl, distill: other examples' positives used as extra negatives
     teacher: str | None = None           # distill: a ranker of bench.toml that scores every example's documents
-    distill_weights: dict[str, float] = field(
-        default_factory=lambda: {"margin_mse": 0.6, "listwise": 0.2, "contrastive": 0.2})
-    temperature: float = 1.0             # distill: softmax temperature of the listwise term
+    distill_weights: dict[str, float] = ranged(
+        factory=lambda: {"margin_mse": 0.6, "listwise": 0.2, "contrastive": 0.2}, ge=0)
+    temperature: float = ranged(1.0, gt=0)   # distill: softmax temperature of the listwise term
     teacher_norm: Literal["zscore", "none"] = "zscore"   # distill: per-query scale of the teacher's scores
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 3e-5
-    warmup: float = 0.1                  # share of steps with a linear warm-up, then linear decay
-    epochs: float = 1.0
-    max_steps: int = 0                   # > 0 overrides epochs
-    eval_steps: int = 0                  # dev evaluation (and checkpoint) every N steps; 0: at the end
+    batch_size: int = ranged(8, ge=1)
+    grad_accum: int = ranged(1, ge=1)
+    lr: float = ranged(3e-5, gt=0)
+    warmup: float = ranged(0.1, ge=0, lt=1)   # share of steps with a linear warm-up, then linear decay
+    epochs: float = ranged(1.0, gt=0)
+    max_steps: int = ranged(0, ge=0)   # > 0 overrides epochs
+    eval_steps: int = ranged(0, ge=0)   # dev evaluation (and checkpoint) every N steps; 0: at the end
     seed: int = 42
     lora: bool = False                   # train LoRA adapters (peft) instead of every weight
-    lora_r: int = 8
+    lora_r: int = ranged(8, ge=1)
     description: str = ""
 
 
@@ -103,22 +103,8 @@ def parse_recipes(tables, datasets, rankers, where: str) -> dict[str, RecipeSpec
             for term, weight in spec.distill_weights.items():
                 if term not in DISTILL_TERMS:
                     raise ConfigError(unknown("distill_weights term", term, DISTILL_TERMS, w))
-                if weight < 0:
-                    raise ConfigError(f"{w}: distill_weights.{term} must be >= 0, found {weight}")
             if not any(spec.distill_weights.values()):
                 raise ConfigError(f"{w}: distill_weights needs at least one positive weight")
-            if spec.temperature <= 0:
-                raise ConfigError(f"{w}: temperature must be positive, found {spec.temperature}")
-        for key in ("mine_depth", "negatives", "batch_size", "grad_accum", "max_length", "dev_queries",
-                    "dev_depth", "lora_r"):
-            if getattr(spec, key) < 1:
-                raise ConfigError(f"{w}: {key} must be at least 1, found {getattr(spec, key)}")
-        if not 0 <= spec.warmup < 1:
-            raise ConfigError(f"{w}: warmup is a share of the steps, in [0, 1), found {spec.warmup}")
-        if spec.lr <= 0:
-            raise ConfigError(f"{w}: lr must be positive, found {spec.lr}")
-        if any(n < 1 for n in spec.examples_per_query.values()):
-            raise ConfigError(f"{w}: examples_per_query values must be at least 1")
         out[name] = spec
     return out
 

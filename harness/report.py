@@ -143,6 +143,8 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
             continue
         w(f"{info['queries']} queries · `{info['source']}` · split `{info['split']}` · conventions "
           f"`{info['conventions']}`" + (" · reranking set" if info.get("rerank_only") else "") + "\n")
+        for warning in dict.fromkeys(x for _, c in cells for x in c.get("warnings", ())):
+            w(f"> **Warning:** {warning}.\n")
         measures = list(cells[0][1]["measures"]["aggregate"])
         letters = {r: LETTERS[i] if i < len(LETTERS) else str(i) for i, (r, _) in enumerate(cells)}
         test = tester(suite.settings)
@@ -449,8 +451,12 @@ def write_report(config: Config, reports: Path, suite: str) -> list[Path]:
     Without matplotlib the plots are skipped with a warning (the markdown still names them)."""
     import sys
 
-    from .files import atomic_write_text
+    from .files import atomic_write_text, check_writable, sweep_stale
 
+    for folder in (reports, reports / "plots"):
+        if folder.is_dir():
+            sweep_stale(folder)
+    check_writable(reports, "reports folder")
     text, plots = _render(config, load_results(config, reports, suite))
     path = report_path(reports, suite)
     atomic_write_text(path, text)
@@ -473,9 +479,12 @@ def check_report(config: Config, reports: Path, suite: str) -> str | None:
     path = report_path(reports, suite)
     if (path.read_text(encoding="utf-8") if path.exists() else None) != text:
         return f"{path} is stale: regenerate it with `rankbench report {suite}`"
-    missing = [reports / f"{stem}{ext}" for stem, *_ in plots for ext in (".png", ".svg")
-               if not (reports / f"{stem}{ext}").exists()]
-    if missing:
-        return (f"{path} embeds plots that are missing ({', '.join(map(str, missing[:3]))}): regenerate them "
-                f"with `rankbench report {suite}`")
+    from .plots import plot_problem
+
+    bad = [f"{p} ({why})" for stem, *_ in plots for ext in (".png", ".svg")
+           if (why := plot_problem(p := reports / f"{stem}{ext}"))]
+    if bad:
+        return (f"{path} embeds plots that are missing or damaged: {'; '.join(bad[:3])}"
+                + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+                + f": regenerate them with `rankbench report {suite}`")
     return None

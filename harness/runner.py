@@ -21,12 +21,12 @@ from . import CODE_VERSION
 from .cache import Cache, fingerprint
 from .config import Config, Settings, SuiteSpec
 from .data import Dataset, open_dataset
-from .errors import ConfigError, RankbenchError
-from .files import atomic_write_text
+from .errors import ConfigError, DataError, RankbenchError
+from .files import atomic_write_text, check_writable, sweep_stale
 from .measures import evaluate
-from .memory import PeakMemory
+from .memory import OtherLoad, PeakMemory
 from .provenance import provenance
-from .types import Run, drop_self_hits, read_trec_run, top_k, write_trec_run
+from .types import Run, bad_id, drop_self_hits, read_trec_run, top_k, write_trec_run
 
 RESULT_SCHEMA = 1
 
@@ -58,12 +58,14 @@ def percentile(values: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-class ContractError(RuntimeError):
-    pass
+class ContractError(RankbenchError):
+    """A ranker's output breaks the contract every ranker keeps (a bug in that ranker)."""
 
 
-def check_run(run: Run, queries: Iterable[str], candidates: Run | None, k: int, who: str) -> None:
-    """What every ranker's output must satisfy; a violation is a bug in the ranker."""
+def check_run(run: Run, queries: Iterable[str], candidates: Run | None, k: int, who: str,
+              corpus: Mapping | None = None) -> None:
+    """What every ranker's output must satisfy; a violation is a bug in the ranker. ``corpus``
+    (the dataset's doc ids, when at hand): every returned document must be one of them."""
     qset = set(queries)
     for qid, docs in run.items():
         if qid not in qset:
@@ -79,6 +81,11 @@ def check_run(run: Run, queries: Iterable[str], candidates: Run | None, k: int, 
             if allowed is not None and d not in allowed:
                 raise ContractError(f"{who}: reranking query {qid!r} returned doc {d!r}, "
                                     f"which is not among its candidates")
+            if corpus is not None and d not in corpus:
+                raise ContractError(f"{who}: query {qid!r} returned doc {d!r}, which is not in the corpus")
+            why = bad_id(d)
+            if why:
+                raise ContractError(f"{who}: query {qid!r} returned doc id {d!r}, which {why}")
 
 
 class Runner:
@@ -230,9 +237,15 @@ class Runner:
         key = self.run_key(ranker, dataset, k)
         hit = None if self.force else self.cache.get("runs", key)
         if hit is not None:
-            entry = json.loads((hit / "entry.json").read_text())
-            run = read_trec_run(hit / "run.trec.gz")
-            return run, entry["efficiency"], "cached-run"
+            try:
+                entry = json.loads((hit / "entry.json").read_text(encoding="utf-8"))
+                run = read_trec_run(hit / "run.trec.gz")
+                check_run(run, dataset.queries(), None, k, f"cached run of {ranker}", dataset.doc_ids())
+                return run, entry["efficiency"], "cached-run"
+            except (RankbenchError, OSError, ValueError, KeyError) as e:
+                where = self.cache.quarantine("runs", key, f"{type(e).__name__}: {e}")
+                self.log(f"warning: the cached run of {ranker} on {dataset.name} could not be read back "
+                         f"({e}); moved to {where}, running it again")
         spec = self.config.ranker(ranker)
         inst = self.instance(ranker)
         queries = dataset.queries()
@@ -241,12 +254,12 @@ class Runner:
             first_run, first_eff, _ = self.get_run(spec.first_stage, dataset,
                                                    self._first_stage_k(spec.depth, settings), settings)
             candidates = top_k(first_run, spec.depth)
-        with PeakMemory() as mem:
+        with PeakMemory() as mem, OtherLoad() as load:
             prepare_s = self.prepare(ranker, dataset)
             t0 = time.perf_counter()
             run = inst.rank(queries, candidates, k)
             rank_s = time.perf_counter() - t0
-            check_run(run, queries, candidates, k, f"ranker {ranker} ({spec.kind})")
+            check_run(run, queries, candidates, k, f"ranker {ranker} ({spec.kind})", dataset.doc_ids())
             stats = inst.run_stats()
             rank_s = stats.pop("rank_s", rank_s)   # a fusion reports its members' time, not the cache's
             latency = None
@@ -270,6 +283,7 @@ class Runner:
             "params": fp.params,
             "dtype": fp.dtype,
             **mem.as_dict(),
+            "other_load_cores": load.cores,     # cores other processes kept busy meanwhile
             **stats,
         }
         if candidates is not None:
@@ -285,8 +299,13 @@ class Runner:
         describe = {"what": "run", "ranker": ranker, "dataset": dataset.name, "k": k, "efficiency": eff}
         with self.cache.build("runs", key, describe, replace=self.force) as folder:
             write_trec_run(run, folder / "run.trec.gz", tag=ranker)
-        # read back what was stored, so a fresh run and a cached one evaluate the same bytes
-        return read_trec_run(self.cache.path("runs", key) / "run.trec.gz"), eff, "ran"
+            # read back before the entry is published: a run that does not round-trip never
+            # enters the cache, and a fresh run and a cached one evaluate the same bytes
+            stored = read_trec_run(folder / "run.trec.gz")
+            if stored != {q: docs for q, docs in run.items() if docs}:   # a query with no docs has no line
+                raise DataError(f"ranker {ranker} on {dataset.name}: its run does not read back the same "
+                                f"from the TREC file; not cached")
+        return stored, eff, "ran"
 
     def measure_latency(self, ranker: str, dataset: Dataset, k: int, settings: Settings) -> dict:
         """Per-query latency: queries ranked one at a time through the whole chain, after warm-up."""
@@ -359,6 +378,7 @@ class Runner:
                              **({"irds_seeded_from": str(self.config.dataset(ds_name).seed_from)}
                                 if self.config.dataset(ds_name).seed_from else {})},
             "k": settings.k,
+            **({"warnings": dataset.warnings()} if dataset.warnings() else {}),
             "measures": {"aggregate": ev.aggregate, "per_query": ev.per_query},
             "efficiency": eff,
             "fingerprints": {"cell": key, "ranker": self.chain_fingerprint(ranker, dataset),
@@ -379,6 +399,7 @@ class Runner:
         only_r = _subset(rankers, suite.rankers, "ranker", suite_name)
         only_d = _subset(datasets, suite.datasets, "dataset", suite_name)
         cells = [(r, d) for d in only_d for r in only_r]
+        self.preflight(suite_name)
         outcomes = []
         for i, (r, d) in enumerate(cells, 1):
             prefix = f"[{suite_name} {i}/{len(cells)}] {r} on {d}"
@@ -395,6 +416,14 @@ class Runner:
             if i < len(cells) and cells[i][1] != d:
                 self._release(d)
         return outcomes
+
+    def preflight(self, suite_name: str) -> None:
+        """Before any work: the cache home and the suite's results folder are writable folders
+        (else a StorageError naming them), and what killed runs left half-built is removed."""
+        self.cache.check_home()
+        folder = check_writable(self.reports / "results" / suite_name, "results folder")
+        for gone in self.cache.sweep() + sweep_stale(folder):
+            self.log(f"removed {gone}, left by an interrupted run")
 
     def _release(self, ds_name: str) -> None:
         """Free what rankers hold for a dataset once the suite has moved past it."""

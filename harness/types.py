@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
 from .errors import DataError
-from .files import atomic_write_bytes, open_text
+from .files import atomic_write_bytes, read_lines
 
 Run = dict[str, dict[str, float]]
 Queries = dict[str, str]
@@ -44,40 +45,50 @@ def drop_self_hits(run: Mapping[str, Mapping[str, float]]) -> Run:
     return {qid: {d: s for d, s in docs.items() if d != qid} for qid, docs in run.items()}
 
 
+def bad_id(value: str) -> str | None:
+    """Why an id cannot be written to and read back from a TREC file (whitespace-separated
+    columns), or None when it can."""
+    if value == "":
+        return "is empty"
+    if value.split() != [value]:
+        return "contains whitespace (TREC run and qrels files separate columns by whitespace)"
+    return None
+
+
 def read_trec_run(path: Path, restrict_to: Iterable[str] | None = None) -> Run:
     """Read a TREC run (qid Q0 docid rank score tag), plain or gzipped.
 
-    Errors name the file and line: wrong column count, a non-numeric score, a doc listed twice
-    for one query. ``restrict_to`` keeps only those query ids.
+    Errors name the file and line: wrong column count, a score that is not a finite number, a
+    doc listed twice for one query, bytes that are not UTF-8, a damaged gzip stream.
+    ``restrict_to`` keeps only those query ids.
     """
     keep = set(restrict_to) if restrict_to is not None else None
     run: Run = {}
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: run file not found")
-    with open_text(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 6:
-                raise DataError(f"{path}:{n}: a TREC run line has 6 columns "
-                                f"(qid Q0 docid rank score tag), found {len(parts)}: {line.strip()[:80]!r}")
-            qid, _, docid, rank, score, _tag = parts
-            try:
-                value = float(score)
-                int(rank)
-            except ValueError:
-                raise DataError(f"{path}:{n}: rank must be an integer and score a number, "
-                                f"found rank={rank!r} score={score!r}") from None
-            if value != value:
-                raise DataError(f"{path}:{n}: score is NaN")
-            if keep is not None and qid not in keep:
-                continue
-            docs = run.setdefault(qid, {})
-            if docid in docs:
-                raise DataError(f"{path}:{n}: doc {docid!r} appears twice for query {qid!r}")
-            docs[docid] = value
+    for n, line in read_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 6:
+            raise DataError(f"{path}:{n}: a TREC run line has 6 columns "
+                            f"(qid Q0 docid rank score tag), found {len(parts)}: {line.strip()[:80]!r}")
+        qid, _, docid, rank, score, _tag = parts
+        try:
+            value = float(score)
+            int(rank)
+        except ValueError:
+            raise DataError(f"{path}:{n}: rank must be an integer and score a number, "
+                            f"found rank={rank!r} score={score!r}") from None
+        if not math.isfinite(value):
+            raise DataError(f"{path}:{n}: score is {score!r}; scores must be finite numbers")
+        if keep is not None and qid not in keep:
+            continue
+        docs = run.setdefault(qid, {})
+        if docid in docs:
+            raise DataError(f"{path}:{n}: doc {docid!r} appears twice for query {qid!r}")
+        docs[docid] = value
     return run
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal, Mapping
 
+from harness.params import ranged
 from harness.types import Run, ranked
 
 from ._models import resolve_model
@@ -22,17 +23,17 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class BiEncoderParams:
     model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    max_length: int | None = None        # None: the model's own max_seq_length
+    max_length: int | None = ranged(None, ge=1)   # None: the model's own max_seq_length
     query_prefix: str = ""
     doc_prefix: str = ""
     normalize: bool = True               # cosine similarity
     index: Literal["exact", "hnsw"] = "exact"
-    hnsw_m: int = 32
-    hnsw_ef_construction: int = 200
-    hnsw_ef_search: int = 256
-    batch_size: int = 64
+    hnsw_m: int = ranged(32, ge=2)
+    hnsw_ef_construction: int = ranged(200, ge=1)
+    hnsw_ef_search: int = ranged(256, ge=1)
+    batch_size: int = ranged(64, ge=1)
     device: str = "cpu"
-    threads: int = 0
+    threads: int = ranged(0, ge=0)
 
 
 @lru_cache(maxsize=4)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal, Mapping
 
 from harness.errors import RankerUnavailable
+from harness.params import ranged
 from harness.types import Run
 
 from .base import Footprint, Ranker, require
@@ -25,10 +26,10 @@ BM25S_STEMMER = "english"      # PyStemmer's Snowball English
 @dataclass(frozen=True)
 class BM25Params:
     backend: Literal["pyserini", "bm25s"] = "pyserini"
-    k1: float = 0.9
-    b: float = 0.4
+    k1: float = ranged(0.9, ge=0)
+    b: float = ranged(0.4, ge=0, le=1)
     method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"   # bm25s only
-    threads: int = 0           # 0: all cores
+    threads: int = ranged(0, ge=0)   # 0: all cores
 
 
 class BM25(Ranker):

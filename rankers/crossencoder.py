@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
+from harness.params import ranged
+
 from .base import Footprint, PairScorer, require
 from .pairs import PairBatches, TruncationStats
 
@@ -24,10 +26,10 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class CrossEncoderParams:
     model: str
-    max_length: int | None = None     # None: the model's own max_seq_length (at most 512)
-    batch_size: int = 32
+    max_length: int | None = ranged(None, ge=1)   # None: the model's own max_seq_length (at most 512)
+    batch_size: int = ranged(32, ge=1)
     device: str = "cpu"
-    threads: int = 0
+    threads: int = ranged(0, ge=0)
 
 
 @lru_cache(maxsize=4)

@@ -13,10 +13,11 @@ scores on training candidates) each member's final stage scores those candidates
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Mapping
 
 from harness.errors import ConfigError
+from harness.params import ranged
 from harness.types import Run, ranked
 
 from .base import Footprint, Ranker
@@ -24,9 +25,9 @@ from .base import Footprint, Ranker
 
 @dataclass(frozen=True)
 class FusionParams:
-    members: dict[str, float] = field(default_factory=dict)   # ranker name -> weight
+    members: dict[str, float] = ranged(factory=dict, ge=0)   # ranker name -> weight
     normalize: Literal["zscore", "minmax", "rrf"] = "zscore"
-    rrf_k: int = 60
+    rrf_k: int = ranged(60, ge=0)
 
 
 def normalise(scores: Mapping[str, float], how: str, rrf_k: int = 60) -> dict[str, float]:

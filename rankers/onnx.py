@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Mapping, Sequence
 
 from harness.errors import ConfigError, RankerUnavailable
+from harness.params import ranged
 
 from .base import Footprint, Ranker, require
 from .biencoder import BiEncoder
@@ -62,16 +63,16 @@ class OnnxParams:
     per_channel: bool = True               # int8: one scale per output channel of each weight
     embeddings: Literal["per-row", "per-tensor", "float"] = "per-row"   # int8: how the embedding tables are stored
     calibration: str | None = None         # int8-static: dataset to calibrate on (default: the recipe's training data)
-    calibration_queries: int = 64          # int8-static: queries sampled for calibration
-    calibration_depth: int = 8             # int8-static: candidates per query
+    calibration_queries: int = ranged(64, ge=1)   # int8-static: queries sampled for calibration
+    calibration_depth: int = ranged(8, ge=1)      # int8-static: candidates per query
     calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     keep_float: tuple[str, ...] | None = None   # int8: node groups left in float ("ffn-output"); None: the variant's default
-    opset: int = 17
-    max_length: int | None = None          # None: the source's
-    batch_size: int = 32
+    opset: int = ranged(17, ge=13)
+    max_length: int | None = ranged(None, ge=1)   # None: the source's
+    batch_size: int = ranged(32, ge=1)
     provider: Literal["cpu", "cuda"] = "cpu"
     graph_optimization: Literal["disabled", "basic", "extended", "all"] = "all"
-    threads: int = 0                       # intra-op threads; 0: the harness's setting, else all cores
+    threads: int = ranged(0, ge=0)                # intra-op threads; 0: the harness's setting, else all cores
 
 
 class OnnxRanker(Ranker):

@@ -58,9 +58,16 @@ class RunFile(Ranker):
         if self.params.run is not None:
             self._run = dataset.load_run(self.params.run)
         else:
-            self._run = read_trec_run(self._path(dataset), restrict_to=dataset.queries())
-        if not self._run:
-            raise DataError(f"run {self.name}: no query of {dataset.name} is in the run file")
+            from harness.data import check_run_file
+
+            path = self._path(dataset)
+            self._run = check_run_file(read_trec_run(path), path, dataset)
+            ids = dataset.doc_ids()
+            for qid, docs in self._run.items() if ids is not None else ():
+                for d in docs:
+                    if d not in ids:
+                        raise DataError(f"{path}: query {qid!r} ranks doc {d!r}, which is not in "
+                                        f"the corpus of {dataset.where}")
 
     def rank(self, queries: Mapping[str, str], candidates: Run | None, k: int) -> Run:
         return top_k({qid: self._run.get(qid, {}) for qid in queries}, k)

@@ -23,11 +23,12 @@ class Oracle(Ranker):
 
     def rank(self, queries: Mapping[str, str], candidates: Run | None, k: int) -> Run:
         qrels = self.dataset.qrels()
+        corpus = self.dataset.corpus() if candidates is None else None
         out: Run = {}
         for qid in queries:
             judged = qrels.get(qid, {})
-            if candidates is None:
-                scores = {d: float(g) for d, g in judged.items() if g > 0}
+            if candidates is None:   # only what the corpus holds: a judged id it lacks is no document
+                scores = {d: float(g) for d, g in judged.items() if g > 0 and d in corpus}
             else:
                 scores = {d: float(judged.get(d, 0)) for d in candidates.get(qid, {})}
             out[qid] = dict(ranked(scores)[:k])
