@@ -313,24 +313,65 @@ def cmd_ls(args) -> int:
     return 0
 
 
-def cmd_validate(args) -> int:
-    from .data import open_dataset
+def _usable_folder(path: Path, what: str, setting: str) -> None:
+    """validate writes nothing: a folder rankbench will write must be a writable folder, or not
+    exist yet under a writable parent."""
+    from .errors import StorageError
 
-    config, _ = _load(args)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe == path and not path.is_dir():
+        raise StorageError(f"{path}: the {what} must be a folder, but a file is there ({setting})")
+    if not probe.is_dir():
+        raise StorageError(f"{path}: the {what} cannot be created: {probe} is a file ({setting})")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise StorageError(f"{path}: the {what} is not writable ({setting})")
+
+
+def cmd_validate(args) -> int:
+    from .cache import rankbench_home
+    from .check import read_baselines
+    from .data import check_run_file, open_dataset
+    from .types import read_trec_run
+
+    config, reports = _load(args)
     print(f"{config.path}: {len(config.datasets)} datasets, {len(config.rankers)} rankers, "
           f"{len(config.suites)} suites, {len(config.expected)} published figures: config OK")
+    _usable_folder(reports, "reports folder", "--reports")
+    _usable_folder(rankbench_home(), "cache home", "RANKBENCH_HOME")
+    baselines = read_baselines(reports)
+    print(f"{reports}: writable; baselines for {len(baselines)} suites OK")
     if args.config_only:
         return 0
+    opened = {}
     for name, spec in config.datasets.items():
-        ds = open_dataset(spec, config.root)
+        ds = opened[name] = open_dataset(spec, config.root)
         ds.validate()
         if spec.scheme == "local":
             s = ds.stats()
             print(f"  {name:<16} OK  {s['queries']} queries, {s['judgments']} judgments"
                   + (f", {s['docs']} docs" if "docs" in s else "") + (f", runs: {', '.join(ds.run_names())}"
                                                                       if ds.run_names() else ""))
+            for warning in ds.warnings():
+                print(f"  {'':<16} warning: {warning}")
         else:
             print(f"  {name:<16} OK  ir_datasets id exists (not downloaded)")
+    # run files named by path: each one a suite will read, against each of its datasets
+    for rname, rspec in config.rankers.items():
+        path_param = getattr(rspec.params, "path", None) if rspec.kind == "run" else None
+        if path_param is None:
+            continue
+        for suite in config.suites.values():
+            for d in suite.datasets if rname in suite.rankers else ():
+                ds = opened[d]
+                if config.dataset(d).scheme != "local":
+                    continue
+                p = Path(path_param.replace("{dataset}", d)).expanduser()
+                p = p if p.is_absolute() else config.root / p
+                if p.exists():
+                    run = check_run_file(read_trec_run(p), p, ds)
+                    print(f"  {rname:<16} OK  {p}: {len(run)} queries of {d}")
     return 0
 
 

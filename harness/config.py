@@ -186,8 +186,10 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found (run from the project root or pass --config)")
+    from .files import read_text
+
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
     return parse_config(raw, path)

@@ -158,6 +158,12 @@ def check_run_file(run: Run, path: Path, dataset: "Dataset") -> Run:
     if not kept:
         raise DataError(f"{path}: none of its {len(run)} queries (e.g. {next(iter(run))!r}) is a query "
                         f"of {dataset.where} (e.g. {next(iter(queries))!r}): is it a run of another dataset?")
+    ids = dataset.doc_ids()
+    for qid, docs in kept.items() if ids is not None else ():
+        for d in docs:
+            if d not in ids:
+                raise DataError(f"{path}: query {qid!r} ranks doc {d!r}, which is not in the corpus of "
+                                f"{dataset.where}")
     return kept
 
 
@@ -447,14 +453,7 @@ class LocalDataset(Dataset):
         if name not in self.run_names():
             raise DataError(unknown("first-stage run", name, self.run_names(), self.where))
         path = self.file(f"runs/{name}.trec")
-        run = check_run_file(read_trec_run(path), path, self)
-        if not self.queries_only:
-            corpus = self.corpus()
-            for qid, docs in run.items():
-                for d in docs:
-                    if d not in corpus:
-                        raise DataError(f"{path}: query {qid!r} ranks doc {d!r}, which is not in the corpus")
-        return run
+        return check_run_file(read_trec_run(path), path, self)
 
     def _digest_of(self, rels: Iterable[str]) -> str:
         parts = []

@@ -67,7 +67,7 @@ def _gzip_problem(path: Path, e: BaseException) -> str:
     if isinstance(e, EOFError):
         return "the gzip stream ends early (a truncated download or copy?)"
     if isinstance(e, gzip.BadGzipFile):
-        return f"not a gzip file ({e})"
+        return f"not a gzip file ({e})" if "Not a gzipped file" in str(e) else f"the gzip data is corrupt ({e})"
     if isinstance(e, zlib.error):
         return f"the gzip data is corrupt ({e})"
     return f"{type(e).__name__}: {e}"

@@ -115,3 +115,112 @@ def tiny_cross_encoders(tmp_path_factory):
         build_cross_encoder(spec).save(str(root / head))
         out[head] = root / head
     return out
+
+
+TOY_CONFIG = """\
+[settings]
+latency_queries = 3
+latency_warmup = 1
+
+[datasets]
+toy = "local:data/toy"
+
+[rankers.first]
+kind = "run"
+run = "first"
+description = "a word-overlap run shipped with the toy set"
+
+[rankers.oracle-first]
+kind = "oracle"
+first_stage = "first"
+depth = 20
+
+[rankers.random-first]
+kind = "random"
+first_stage = "first"
+depth = 20
+
+[rankers.bm25s]
+kind = "bm25"
+backend = "bm25s"
+
+[suites.s]
+rankers = ["first", "bm25s", "oracle-first", "random-first"]
+datasets = ["toy"]
+baseline = "first"
+"""
+
+
+class ToyProject:
+    """A project folder of its own: bench.toml, a real slice of Vaswani (plain files, so a test
+    may damage any line), a shipped run, and a reports folder."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.config = root / "bench.toml"
+        self.data = root / "data" / "toy"
+        self.reports = root / "reports"
+
+    def file(self, rel: str) -> Path:
+        return self.data / rel
+
+    def lines(self, rel: str) -> list[str]:
+        return self.file(rel).read_text(encoding="utf-8").splitlines(keepends=True)
+
+    def set_line(self, rel: str, n: int, text: str) -> None:
+        """Replace line n (1-based) of a data file."""
+        lines = self.lines(rel)
+        lines[n - 1] = text if text.endswith("\n") else text + "\n"
+        self.file(rel).write_text("".join(lines), encoding="utf-8")
+
+    def cli(self, *args: str, capsys=None) -> tuple[int, str]:
+        """rankbench ARGS on this project, in this process: (exit code, stdout + stderr)."""
+        from harness.cli import main
+
+        argv = list(args)
+        if argv[0] not in ("manifest",) and "--config" not in argv:
+            argv += ["--config", str(self.config)]
+        code = main(argv)
+        out = capsys.readouterr() if capsys else None
+        return code, (out.out + out.err) if out else ""
+
+
+def _overlap_run(queries: dict[str, str], corpus: dict[str, dict], depth: int = 20) -> str:
+    lines = []
+    for qid, text in queries.items():
+        terms = set(text.split())
+        scores = {d: len(terms & set(doc["text"].split())) + 1e-3 * (i % 7) for i, (d, doc) in enumerate(corpus.items())}
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:depth]
+        lines += [f"{qid} Q0 {d} {r} {s:.3f} overlap\n" for r, (d, s) in enumerate(ranked, 1)]
+    return "".join(lines)
+
+
+@pytest.fixture(scope="session")
+def toy_source(tmp_path_factory) -> Path:
+    """Vaswani's first 6 judged queries, their relevant documents and 40 others, and a run."""
+    src = DATASETS / "vaswani"
+    qrels: dict[str, dict[str, int]] = {}
+    with gzip.open(src / "qrels" / "test.tsv.gz", "rt") as f:
+        next(f)
+        for line in f:
+            q, d, r = line.rstrip("\n").split("\t")
+            qrels.setdefault(q, {})[d] = int(r)
+    qids = sorted(qrels, key=int)[:6]
+    qrels = {q: qrels[q] for q in qids}
+    relevant = {d for q in qids for d in qrels[q]}
+    corpus = read_jsonl_gz(src / "corpus.jsonl.gz")
+    docs = [d for d in corpus if d["_id"] in relevant] + [d for d in corpus if d["_id"] not in relevant][:40]
+    queries = [q for q in read_jsonl_gz(src / "queries.jsonl.gz") if q["_id"] in qrels]
+    folder = tmp_path_factory.mktemp("toy") / "toy"
+    run = _overlap_run({q["_id"]: q["text"] for q in queries}, {d["_id"]: d for d in docs})
+    return write_beir(folder, docs, queries, qrels, runs={"first": run},
+                      meta='name = "Vaswani slice"\nconventions = "generic"\n')
+
+
+@pytest.fixture
+def toy(tmp_path, toy_source) -> ToyProject:
+    project = ToyProject(tmp_path / "project")
+    shutil.copytree(toy_source, project.data)
+    project.config.write_text(TOY_CONFIG)
+    project.reports.mkdir()
+    return project
