@@ -196,20 +196,22 @@ _CRASH_COUNT: dict[str, int] = {}
 
 
 def crash_point(point: str, path: Path) -> None:
-    """``RANKBENCH_CRASH_AT="POINT:GLOB[#N]"`` kills this process with SIGKILL at the N-th
-    (default first) time it reaches POINT for a file whose name matches GLOB: how the tests check
-    that a kill -9 at any write point loses no finished work. Points: ``mid-write`` (half a file's
-    bytes are in its temporary file), ``before-publish`` (a folder is complete, not yet renamed)."""
+    """``RANKBENCH_CRASH_AT="[SIGNAL/]POINT:GLOB[#N]"`` sends this process SIGNAL (default
+    SIGKILL, as kill -9 does) the N-th (default first) time it reaches POINT for a file whose name
+    matches GLOB: how the tests check that a kill at any write point loses no finished work.
+    Points: ``mid-write`` (half a file's bytes are in its temporary file), ``before-publish`` (a
+    folder is complete, not yet renamed into place)."""
     spec = os.environ.get("RANKBENCH_CRASH_AT")
     if not spec:
         return
-    want, _, rest = spec.partition(":")
+    sig, _, where = spec.rpartition("/")
+    want, _, rest = where.partition(":")
     pattern, _, nth = rest.partition("#")
     if want != point or not fnmatch.fnmatch(Path(path).name, pattern or "*"):
         return
     _CRASH_COUNT[spec] = _CRASH_COUNT.get(spec, 0) + 1
     if _CRASH_COUNT[spec] == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, sig or "SIGKILL"))
 
 
 # ---------------------------------------------------------------------------------------------
