@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import StorageError
-from .files import atomic_dir, atomic_write_text, ensure_dir, sweep_stale, tree_bytes
+from .files import atomic_dir, atomic_write_text, ensure_dir, sweep_stale
 
 
 def rankbench_home() -> Path:
@@ -37,6 +38,22 @@ def canonical(obj: Any) -> str:
 
 def fingerprint(obj: Any) -> str:
     return hashlib.sha256(canonical(obj).encode("utf-8")).hexdigest()
+
+
+def _damage(entry: Path, files: dict | None) -> str | None:
+    """What is wrong with an entry's files against the sizes recorded when it was built (a
+    truncated or deleted file), or None. Entries from before sizes were recorded pass."""
+    if not isinstance(files, dict):
+        return None
+    for rel, size in files.items():
+        f = entry / rel
+        try:
+            got = f.stat().st_size
+        except OSError:
+            return f"{f} is missing (it was {size} bytes when the entry was built)"
+        if got != size:
+            return f"{f} is {got} bytes, {size} when the entry was built"
+    return None
 
 
 class Cache:
@@ -80,6 +97,8 @@ class Cache:
         dest = ensure_dir(self.home / "quarantine", "cache quarantine") / f"{area}-{key[:16]}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
         os.rename(p, dest)
         atomic_write_text(dest / "QUARANTINED.txt", reason + "\n")
+        print(f"warning: cache entry {area}/{key[:12]}… is damaged ({reason}); moved to {dest}, "
+              f"it will be rebuilt", file=sys.stderr, flush=True)
         return dest
 
     def path(self, area: str, key: str) -> Path:
@@ -90,9 +109,13 @@ class Cache:
         if not (p / "entry.json").exists():
             return None
         try:
-            json.loads((p / "entry.json").read_text(encoding="utf-8"))
+            meta = json.loads((p / "entry.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             self.quarantine(area, key, f"entry.json unreadable: {e}")
+            return None
+        problem = _damage(p, meta.get("files") if isinstance(meta, dict) else None)
+        if problem:
+            self.quarantine(area, key, problem)
             return None
         return p
 
@@ -109,8 +132,9 @@ class Cache:
         start = time.perf_counter()
         with atomic_dir(final, replace=replace) as tmp:
             yield tmp
+            files = {f.relative_to(tmp).as_posix(): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
             meta = dict(describe, key=key, build_seconds=round(time.perf_counter() - start, 3),
-                        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), bytes=tree_bytes(tmp))
+                        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), bytes=sum(files.values()), files=files)
             atomic_write_text(tmp / "entry.json", json.dumps(meta, indent=1, sort_keys=True, default=str))
 
     def entry(self, area: str, key: str) -> dict:

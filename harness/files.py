@@ -253,6 +253,24 @@ def check_writable(path: Path, what: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (flock) on a lock file, held for the block: writers of one
+    report take turns, so the last report written is rendered from the last results."""
+    import fcntl
+
+    ensure_dir(path.parent, "folder")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+    except OSError as e:
+        raise _storage_error(path, e) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside path, fsync, then rename over it."""
     path = Path(path)

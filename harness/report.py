@@ -438,6 +438,9 @@ def _not_applicable(w, suite, results: SuiteResults, d: str) -> None:
         w("Not run yet: " + ", ".join(missing) + ".\n")
 
 
+LOCK = ".rankbench.lock"
+
+
 def report_path(reports: Path, suite: str) -> Path:
     return reports / f"{suite}.md"
 
@@ -451,25 +454,26 @@ def write_report(config: Config, reports: Path, suite: str) -> list[Path]:
     Without matplotlib the plots are skipped with a warning (the markdown still names them)."""
     import sys
 
-    from .files import atomic_write_text, check_writable, sweep_stale
+    from .files import atomic_write_text, check_writable, locked, sweep_stale
 
     for folder in (reports, reports / "plots"):
         if folder.is_dir():
             sweep_stale(folder)
     check_writable(reports, "reports folder")
-    text, plots = _render(config, load_results(config, reports, suite))
-    path = report_path(reports, suite)
-    atomic_write_text(path, text)
-    written = [path]
-    from .plots import plot
+    with locked(reports / LOCK):     # concurrent runs of a suite: the last report is of the last results
+        text, plots = _render(config, load_results(config, reports, suite))
+        path = report_path(reports, suite)
+        atomic_write_text(path, text)
+        written = [path]
+        from .plots import plot
 
-    for stem, pts, title, measure in plots:
-        try:
-            written += plot(pts, title, measure, reports / stem)
-        except ModuleNotFoundError as e:
-            print(f"warning: {e.name} is not installed: Pareto plot {stem}.png not drawn "
-                  f"(pip install 'rankbench[plots]')", file=sys.stderr)
-            break
+        for stem, pts, title, measure in plots:
+            try:
+                written += plot(pts, title, measure, reports / stem)
+            except ModuleNotFoundError as e:
+                print(f"warning: {e.name} is not installed: Pareto plot {stem}.png not drawn "
+                      f"(pip install 'rankbench[plots]')", file=sys.stderr)
+                break
     return written
 
 

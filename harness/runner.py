@@ -243,9 +243,8 @@ class Runner:
                 check_run(run, dataset.queries(), None, k, f"cached run of {ranker}", dataset.doc_ids())
                 return run, entry["efficiency"], "cached-run"
             except (RankbenchError, OSError, ValueError, KeyError) as e:
-                where = self.cache.quarantine("runs", key, f"{type(e).__name__}: {e}")
-                self.log(f"warning: the cached run of {ranker} on {dataset.name} could not be read back "
-                         f"({e}); moved to {where}, running it again")
+                self.cache.quarantine("runs", key, f"the run of {ranker} on {dataset.name} could not be "
+                                                   f"read back: {e}")
         spec = self.config.ranker(ranker)
         inst = self.instance(ranker)
         queries = dataset.queries()
@@ -351,9 +350,11 @@ class Runner:
         measures = self.measures_for(suite, ds_name)
         key = self.run_key(ranker, dataset, settings.k)
         if path.exists() and not self.force:
+            from .store import read_result
+
             try:
-                old = json.loads(path.read_text())
-            except json.JSONDecodeError:
+                old = read_result(path)
+            except DataError:      # damaged or foreign: not up to date, so it is run again
                 old = {}
             # Up to date: same inputs, same measures, and the run is in this machine's cache. A
             # result committed from elsewhere is reproduced here, not trusted (and its efficiency

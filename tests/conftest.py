@@ -69,25 +69,29 @@ def write_beir(folder: Path, corpus: list[dict], queries: list[dict], qrels: dic
     return folder
 
 
-@pytest.fixture(scope="session")
-def scifact_sample(tmp_path_factory) -> Path:
-    """A real slice of SciFact: 30 test queries, their relevant abstracts and 270 others."""
-    src = DATASETS / "beir" / "scifact"
+def judged_slice(src: Path, n: int) -> tuple[dict, list[dict], list[dict], list[dict]]:
+    """A shipped dataset's first n judged queries (by numeric id): their qrels and queries, their
+    judged documents, and every other document, both in corpus order."""
     qrels_all: dict[str, dict[str, int]] = {}
     with gzip.open(src / "qrels" / "test.tsv.gz", "rt") as f:
         next(f)
         for line in f:
             q, d, r = line.rstrip("\n").split("\t")
             qrels_all.setdefault(q, {})[d] = int(r)
-    qids = sorted(qrels_all, key=int)[:30]
-    qrels = {q: qrels_all[q] for q in qids}
-    relevant = {d for q in qids for d in qrels[q]}
+    qrels = {q: qrels_all[q] for q in sorted(qrels_all, key=int)[:n]}
+    relevant = {d for q in qrels for d in qrels[q]}
     corpus = read_jsonl_gz(src / "corpus.jsonl.gz")
-    others = [d for d in corpus if d["_id"] not in relevant][:300 - len(relevant)]
-    docs = [d for d in corpus if d["_id"] in relevant] + others
     queries = [q for q in read_jsonl_gz(src / "queries.jsonl.gz") if q["_id"] in qrels]
+    return (qrels, queries, [d for d in corpus if d["_id"] in relevant],
+            [d for d in corpus if d["_id"] not in relevant])
+
+
+@pytest.fixture(scope="session")
+def scifact_sample(tmp_path_factory) -> Path:
+    """A real slice of SciFact: 30 test queries, their relevant abstracts and 270 others."""
+    qrels, queries, relevant, others = judged_slice(DATASETS / "beir" / "scifact", 30)
     folder = tmp_path_factory.mktemp("data") / "scifact-sample"
-    return write_beir(folder, docs, queries, qrels,
+    return write_beir(folder, relevant + others[:300 - len(relevant)], queries, qrels,
                       meta='name = "SciFact sample"\nconventions = "beir"\n')
 
 
@@ -198,19 +202,8 @@ def _overlap_run(queries: dict[str, str], corpus: dict[str, dict], depth: int = 
 @pytest.fixture(scope="session")
 def toy_source(tmp_path_factory) -> Path:
     """Vaswani's first 6 judged queries, their relevant documents and 40 others, and a run."""
-    src = DATASETS / "vaswani"
-    qrels: dict[str, dict[str, int]] = {}
-    with gzip.open(src / "qrels" / "test.tsv.gz", "rt") as f:
-        next(f)
-        for line in f:
-            q, d, r = line.rstrip("\n").split("\t")
-            qrels.setdefault(q, {})[d] = int(r)
-    qids = sorted(qrels, key=int)[:6]
-    qrels = {q: qrels[q] for q in qids}
-    relevant = {d for q in qids for d in qrels[q]}
-    corpus = read_jsonl_gz(src / "corpus.jsonl.gz")
-    docs = [d for d in corpus if d["_id"] in relevant] + [d for d in corpus if d["_id"] not in relevant][:40]
-    queries = [q for q in read_jsonl_gz(src / "queries.jsonl.gz") if q["_id"] in qrels]
+    qrels, queries, relevant, others = judged_slice(DATASETS / "vaswani", 6)
+    docs = relevant + others[:40]
     folder = tmp_path_factory.mktemp("toy") / "toy"
     run = _overlap_run({q["_id"]: q["text"] for q in queries}, {d["_id"]: d for d in docs})
     return write_beir(folder, docs, queries, qrels, runs={"first": run},

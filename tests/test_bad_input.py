@@ -368,12 +368,14 @@ def test_a_poisoned_cache_entry_is_quarantined_and_rebuilt(toy, capsys, tmp_path
     before = {r: _result(toy, r)["measures"]["aggregate"] for r in ("first", "bm25s", "random-first")}
     runs = sorted(home.glob("runs/*/*/run.trec.gz"))
     assert len(runs) == 4
-    runs[0].write_bytes(gzip.compress(b"1 Q0 d 3 1 0.5 x\n"))                 # a line that cannot be read
+    data = runs[0].read_bytes()                                              # same size, bytes flipped
+    runs[0].write_bytes(data[:20] + bytes(b ^ 0xFF for b in data[20:60]) + data[60:])
     runs[1].write_bytes(runs[1].read_bytes()[:40])                           # truncated
     (runs[2].parent / "entry.json").write_text("{not json")                  # its marker damaged
     shutil.rmtree(toy.reports / "results")
     out = _run_ok(toy, capsys, "--no-report")
-    assert out.count("could not be read back") == 2, out
+    assert out.count("is damaged") == 3 and out.count("could not be read back") == 1, out
+    assert "run.trec.gz is 40 bytes" in out and "entry.json unreadable" in out
     assert len(list((home / "quarantine").iterdir())) == 3
     assert all((q / "QUARANTINED.txt").exists() for q in (home / "quarantine").iterdir())
     after = {r: _result(toy, r)["measures"]["aggregate"] for r in before}
@@ -381,6 +383,44 @@ def test_a_poisoned_cache_entry_is_quarantined_and_rebuilt(toy, capsys, tmp_path
     out = _run_ok(toy, capsys, "--no-report")       # and from now on the rebuilt entries are used
     assert "could not be read back" not in out
     assert out.count(": up-to-date (") == 4
+
+
+def test_a_truncated_or_missing_index_file_is_quarantined_and_rebuilt(toy, capsys, tmp_path, monkeypatch):
+    """Every cache entry records its files' sizes; one that no longer matches is never reused."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("RANKBENCH_HOME", str(home))
+    _run_ok(toy, capsys, "--no-report")
+    before = _result(toy, "bm25s")["measures"]
+    index = next(p for p in home.glob("bm25-bm25s/*/*") if p.is_dir())
+    files = sorted(f for f in index.rglob("*") if f.is_file() and f.name != "entry.json" and f.stat().st_size > 8)
+    files[0].write_bytes(files[0].read_bytes()[:8])
+    files[1].unlink()
+    for run in home.glob("runs/*/*"):       # so the index is needed again
+        shutil.rmtree(run)
+    _run_ok(toy, capsys, "--no-report", "--force")
+    (reason,) = [q / "QUARANTINED.txt" for q in (home / "quarantine").iterdir()]
+    assert f"{files[0]} is 8 bytes" in reason.read_text() or "is missing" in reason.read_text()
+    assert _result(toy, "bm25s")["measures"] == before
+
+
+def test_a_result_json_without_its_measures_is_named(toy, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("RANKBENCH_HOME", str(tmp_path / "home"))
+    _run_ok(toy, capsys)
+    path = toy.reports / "results" / "s" / "bm25s__toy.json"
+    result = json.loads(path.read_text())
+    del result["measures"]["per_query"]
+    path.write_text(json.dumps(result))
+    code, out = toy.cli("report", "s", "--check", capsys=capsys)
+    assert code == 2 and f"{path}: measures.per_query is missing" in out and "Traceback" not in out
+    result["measures"]["per_query"] = {}
+    result["measures"]["aggregate"]["nDCG@10"] = "0.9"
+    path.write_text(json.dumps(result))
+    code, out = toy.cli("report", "s", capsys=capsys)
+    assert code == 2 and "measures.aggregate.nDCG@10 = '0.9' is not a number" in out
+    raw_line_path = path.read_bytes()
+    path.write_bytes(raw_line_path.replace(b'"bm25s"', b'"bm25\xe9"', 1))
+    code, out = toy.cli("run", "s", "--no-progress", capsys=capsys)      # rerun: the damaged cell is redone
+    assert code == 0 and "bm25s on toy: cached-run" in out, out
 
 
 def test_temporaries_of_a_killed_writer_are_swept_on_the_next_run(toy, capsys, tmp_path, monkeypatch):
@@ -578,6 +618,7 @@ def test_compare_keeps_a_hostile_query_on_one_line(toy, capsys, tmp_path, monkey
 
 BEHAVES = [test_qrels_judging_documents_outside_the_corpus_warn_with_counts, test_bom_and_crlf_line_endings_read_as_plain_text,
            test_a_poisoned_cache_entry_is_quarantined_and_rebuilt, test_temporaries_of_a_killed_writer_are_swept_on_the_next_run,
+           test_a_truncated_or_missing_index_file_is_quarantined_and_rebuilt, test_a_result_json_without_its_measures_is_named,
            test_written_files_take_the_umask_modes, test_manifest_on_a_shipped_folder_keeps_its_raw_columns,
            test_a_read_only_reports_folder_fails_before_any_work, test_rankbench_home_pointing_at_a_file,
            test_report_check_fails_on_an_empty_or_damaged_plot_and_result,

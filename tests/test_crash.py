@@ -128,3 +128,26 @@ def test_a_kill_while_accepting_keeps_the_old_baselines(toy, tmp_path, capsys, m
     assert (toy.reports / "baselines.toml").read_bytes() == before
     code, text = toy.cli("check", "s", capsys=capsys)
     assert code == 0, text
+
+
+def test_two_runs_at_once_on_one_cache_and_one_reports_folder(toy, clean, tmp_path, capsys, monkeypatch):
+    """Concurrent runs never see each other's half-built files: each cache entry is published once
+    (the second builder's copy is discarded), each result is whole, and neither sweeps the other's
+    live temporaries."""
+    home = tmp_path / "home"
+    env = {**os.environ, "RANKBENCH_HOME": str(home)}
+    cmd = [sys.executable, "-m", "harness.cli", "run", "s", "--no-progress", "--config", str(toy.config)]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert all("Traceback" not in err and "removed" not in err for _, err in outs)
+    assert _finished(toy) == sorted(CELLS)
+    assert _temporaries(toy.reports, home) == []
+    assert len(list(home.glob("runs/*/*/entry.json"))) == 4
+    monkeypatch.setenv("RANKBENCH_HOME", str(home))
+    code, text = toy.cli("report", "s", "--check", capsys=capsys)
+    assert code == 0, text
+    for r in CELLS:
+        got = json.loads((toy.reports / "results" / "s" / f"{r}__toy.json").read_text())["measures"]
+        assert got == clean[r]
