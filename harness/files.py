@@ -73,32 +73,45 @@ def _gzip_problem(path: Path, e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
+def _opener(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _not_utf8(path: Path) -> DataError:
+    """The first line of the file that is not UTF-8, found by a second, binary pass (lines counted
+    at "\\n": the rare file with bare "\\r" line ends gets the number of its "\\n"-line)."""
+    with _opener(path) as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                col = len(raw[: e.start].decode("utf-8", "replace")) + 1
+                return DataError(f"{path}:{n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {col}); "
+                                 f"save the file as UTF-8")
+    return DataError(f"{path}: not UTF-8 text; save the file as UTF-8")
+
+
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) for each line of a text file, plain or gzipped (by its .gz suffix).
+    Lines end at "\\n", "\\r\\n" or "\\r", kept as they are (universal newlines, untranslated).
 
     A line that is not UTF-8 and a damaged or truncated gzip stream are DataErrors that name the
-    file and the line where reading stopped.
+    file and the line (for a damaged archive: the line where reading stopped).
     """
     path = Path(path)
-    n = 0
     try:
-        f = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+        raw = _opener(path)
     except OSError as e:
         raise DataError(f"{path}: cannot open ({e.strerror or e})") from None
+    n = 0
     try:
-        with f:
-            for n, raw in enumerate(f, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    col = len(raw[: e.start].decode("utf-8", "replace")) + 1
-                    raise DataError(f"{path}:{n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {col}); "
-                                    f"save the file as UTF-8") from None
+        with io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
+            for n, line in enumerate(f, 1):
                 yield n, line.removeprefix("\ufeff") if n == 1 else line
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
     except (OSError, EOFError, zlib.error) as e:
-        if path.suffix != ".gz" and not isinstance(e, OSError):
-            raise
-        what = _gzip_problem(path, e) if path.suffix == ".gz" else (e.strerror or str(e))
+        what = _gzip_problem(path, e) if path.suffix == ".gz" else (getattr(e, "strerror", None) or str(e))
         raise DataError(f"{path}:{n + 1}: cannot read: {what}") from None
 
 
