@@ -342,7 +342,6 @@ def test_qrels_judging_documents_outside_the_corpus_warn_with_counts(toy, capsys
     report = (toy.reports / "s.md").read_text()
     assert report.count(f"> **Warning:** the qrels judge {len(gone)} documents") == 1
     # the retrieving oracle returns only documents the corpus holds, so it scores below 1
-    from harness.cache import Cache  # noqa: F401  (the run is read from the committed result)
     oracle = _result(toy, "oracle")["measures"]["aggregate"]["nDCG@10"]
     assert oracle < 1.0
 

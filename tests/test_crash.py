@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, TOY_CONFIG, ToyProject
 
 CELLS = ["first", "bm25s", "oracle-first", "random-first"]
 
@@ -57,9 +58,6 @@ def _temporaries(*roots) -> list[str]:
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory, toy_source):
     """The measures of an uninterrupted run, to compare the resumed ones with."""
-    from conftest import TOY_CONFIG, ToyProject
-    import shutil
-
     project = ToyProject(tmp_path_factory.mktemp("clean") / "project")
     shutil.copytree(toy_source, project.data)
     project.config.write_text(TOY_CONFIG)
@@ -88,7 +86,7 @@ def test_a_kill_at_a_write_point_loses_no_finished_cell(crash, finished, toy, cl
     assert code == 0 and "Traceback" not in text, text
     for r in CELLS:
         status = "up-to-date" if r in done else ("ran", "cached-run")
-        line = next(x for x in text.splitlines() if x.startswith(f"[s ") and f"] {r} on toy: " in x)
+        line = next(x for x in text.splitlines() if x.startswith("[s ") and f"] {r} on toy: " in x)
         assert line.split(": ", 1)[1].split(" (")[0] in status, line
     code, text = toy.cli("report", "s", "--check", capsys=capsys)
     assert code == 0, text
