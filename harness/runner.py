@@ -26,6 +26,7 @@ from .files import atomic_write_text, check_writable, sweep_stale
 from .measures import evaluate
 from .memory import OtherLoad, PeakMemory
 from .provenance import provenance
+from .results import read_result, result_path
 from .types import Run, bad_id, drop_self_hits, read_trec_run, top_k, write_trec_run
 
 RESULT_SCHEMA = 1
@@ -38,10 +39,6 @@ class CellOutcome:
     status: str            # ran | cached-run | up-to-date | n/a | error
     message: str = ""
     seconds: float = 0.0
-
-
-def result_path(reports: Path, suite: str, ranker: str, dataset: str) -> Path:
-    return reports / "results" / suite / f"{ranker}__{dataset}.json"
 
 
 def reproduce_command(suite: str, ranker: str, dataset: str) -> str:
@@ -350,8 +347,6 @@ class Runner:
         measures = self.measures_for(suite, ds_name)
         key = self.run_key(ranker, dataset, settings.k)
         if path.exists() and not self.force:
-            from .store import read_result
-
             try:
                 old = read_result(path)
             except DataError:      # damaged or foreign: not up to date, so it is run again

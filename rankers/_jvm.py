@@ -44,5 +44,8 @@ def start_jvm() -> None:
     resources = Path(__file__).parent / "resources"
     jnius_config.add_options(f"-Dlog4j2.configurationFile={resources / 'log4j2.xml'}",
                              f"-Djava.util.logging.config.file={resources / 'jul.properties'}",
-                             "--sun-misc-unsafe-memory-access=allow")
+                             "--sun-misc-unsafe-memory-access=allow",
+                             # -Xrs: the JVM leaves SIGINT and SIGTERM to Python, so Ctrl-C is a
+                             # KeyboardInterrupt (its message, its clean-up), not the JVM's exit
+                             "-Xrs")
     import jnius  # noqa: F401  (starts the JVM)

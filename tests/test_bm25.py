@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from harness.runner import Runner, result_path
+from harness.results import result_path
+from harness.runner import Runner
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,30 @@ def test_bm25s_scores_given_candidates_as_it_scores_them_in_search(scifact_sampl
         lucene = BM25("p", BM25Params(), ctx)
         lucene.dataset = ds
         lucene.rank(queries, shuffled, 20)
+
+
+def test_ctrl_c_after_the_jvm_started_is_a_keyboard_interrupt():
+    """The JVM (started with -Xrs) leaves SIGINT to Python: Ctrl-C in a pyserini run is the CLI's
+    clean interrupt (temporaries removed, 'run the same command again'), not the JVM exiting the
+    process, and processes started afterwards do not inherit an ignored SIGINT."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import os, signal, subprocess, sys, time\n"
+            "from rankers._jvm import start_jvm\n"
+            "start_jvm()\n"
+            "import jnius\n"
+            "child = subprocess.run([sys.executable, '-c', 'import os, signal, time; "
+            "os.kill(os.getpid(), signal.SIGINT); time.sleep(1)'])\n"
+            "print('child', child.returncode)\n"
+            "try:\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(2)\n"
+            "    print('survived')\n"
+            "except KeyboardInterrupt:\n"
+            "    print('KeyboardInterrupt')\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["child", "-2", "KeyboardInterrupt"]

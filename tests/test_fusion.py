@@ -7,7 +7,8 @@ import pytest
 
 from harness.cache import Cache
 from harness.errors import ConfigError
-from harness.runner import Runner, result_path
+from harness.results import result_path
+from harness.runner import Runner
 from rankers.fusion import fuse, normalise
 from test_runner import make_config
 

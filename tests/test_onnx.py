@@ -243,7 +243,7 @@ def test_onnx_ranker_reranks_through_the_harness(runner):
     assert all(o.status == "ran" for o in outcomes), outcomes
     import json
 
-    from harness.runner import result_path
+    from harness.results import result_path
 
     res = {r: json.loads(result_path(runner.reports, "parity", r, "dl19").read_text()) for r in ("ce", "ce-fp32")}
     a, b = (res[r]["measures"]["aggregate"]["nDCG@10"] for r in ("ce", "ce-fp32"))

@@ -75,9 +75,17 @@ def test_verdict_rules():
     assert latency_verdict(9.0, 10.0, 0.5) == "OK"
     assert latency_verdict(14.0, 10.0, 0.5) == "OKISH"
     assert latency_verdict(16.0, 10.0, 0.5) == "FAIL"
+    assert latency_verdict(16.0, 10.0, 0.5, slack_ms=1.0) == "OKISH"      # 16 <= 15 + 1
+    assert latency_verdict(0.25, 0.12, 0.5, slack_ms=1.0) == "OKISH"      # microsecond noise
+    assert latency_verdict(16.5, 10.0, 0.5, slack_ms=1.0) == "FAIL"
 
 
 def test_latency_is_compared_on_the_baselines_machine(fresh_smoke, config):
+    # the rule under test is the relative one: no absolute slack, and compared however busy the machine
+    import dataclasses
+
+    config = dataclasses.replace(config, check=dataclasses.replace(config.check, latency_slack_ms=0.0,
+                                                                   latency_busy_cores=1000.0))
     data = read_baselines(fresh_smoke)
     cell = json.loads((fresh_smoke / "results/smoke/bm25s__vaswani.json").read_text())
     data["smoke"]["machine"]["id"] = cell["provenance"]["machine"]["id"]

@@ -8,7 +8,8 @@ import pytest
 from conftest import DATASETS, ROOT, write_beir
 from harness.cache import Cache
 from harness.config import parse_config
-from harness.runner import Runner, result_path
+from harness.results import result_path
+from harness.runner import Runner
 from rankers.base import Ranker
 
 
