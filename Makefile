@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: quick test install
+.PHONY: quick test fast install
 
 install: $(STAMP)
 
@@ -21,3 +21,8 @@ quick: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+# the developers' loop: no model, no JVM, no training, no benchmark, no golden report (tests/conftest.py
+# makes importing torch, onnxruntime, transformers or jnius there an error that names the marker to add)
+fast: $(STAMP)
+	RANKBENCH_TEST_TIER=fast $(VENV)/bin/python -m pytest -q -n 2 -m "not (models or jvm or training or bench or golden)"

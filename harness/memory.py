@@ -96,7 +96,9 @@ class OtherLoad:
     /proc/stat (all CPUs) less this process's own ticks; None where /proc is not there.
     """
 
-    MIN_WINDOW_S = 0.3     # a shorter block is topped up by sleeping: clock ticks are 10 ms coarse
+    # A shorter block is topped up by sleeping: clock ticks are 10 ms coarse. Over 0.1 s on 2 CPUs
+    # the readings are off by at most 6 ticks, under the slack (4) plus 0.5 cores (5 ticks).
+    MIN_WINDOW_S = 0.1
 
     def __enter__(self):
         self._t0, self._sys0, self._self0 = time.perf_counter(), _system_busy_ticks(), _self_ticks()

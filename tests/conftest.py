@@ -19,6 +19,34 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# The fast loop (`make fast`, RANKBENCH_TEST_TIER=fast) leaves the heavy tiers out. There, importing
+# what a tier stands for is an error naming the marker the test needs, so the tiers stay true.
+TIERS = {"models": ("torch", "onnxruntime", "sentence_transformers", "transformers", "onnx"),
+         "jvm": ("jnius", "pyserini")}
+FAST = os.environ.get("RANKBENCH_TEST_TIER") == "fast"
+
+
+class TierViolation(ModuleNotFoundError):
+    pass
+
+
+class _TierBlocker:
+    """A meta-path finder that refuses the heavy tiers' libraries in the fast loop."""
+
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        for tier, modules in TIERS.items():
+            if top in modules:
+                raise TierViolation(f"the fast loop imports {top}: mark the test @pytest.mark.{tier}")
+        return None
+
+
+if FAST:
+    import sys
+
+    sys.meta_path.insert(0, _TierBlocker())
+
+
 @pytest.fixture(scope="session", autouse=True)
 def rankbench_home(tmp_path_factory):
     """One cache home for the whole session (indexes built once), never the user's."""

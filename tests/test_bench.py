@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 
 pytest.importorskip("pytest_benchmark")
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.bench
 
 SELECT = "tokenize or evaluate or bm25s"
 

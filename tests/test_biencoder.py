@@ -59,6 +59,7 @@ def encoder(rankbench_home, **params):
     return BiEncoder("t", p, Context(cache=Cache(rankbench_home), progress=False))
 
 
+@pytest.mark.models
 def test_hnsw_finds_what_exact_search_finds(sample, rankbench_home):
     exact, hnsw = encoder(rankbench_home), encoder(rankbench_home, index="hnsw")
     exact.prepare(sample)
@@ -70,6 +71,7 @@ def test_hnsw_finds_what_exact_search_finds(sample, rankbench_home):
     assert hnsw.footprint().index_bytes > exact.footprint().index_bytes
 
 
+@pytest.mark.models
 def test_reranking_scores_equal_full_search_scores(sample, rankbench_home):
     full, rr = encoder(rankbench_home), encoder(rankbench_home)
     full.prepare(sample)

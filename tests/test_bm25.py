@@ -6,6 +6,8 @@ import pytest
 from harness.results import result_path
 from harness.runner import Runner
 
+pytestmark = pytest.mark.jvm
+
 
 @pytest.fixture(scope="module")
 def beir_lexical(config, tmp_path_factory):

@@ -11,6 +11,8 @@ from harness.data import DatasetSpec, LocalDataset
 from rankers.crossencoder import _own_modules_only, load_cross_encoder, score_pairs
 from rankers.pairs import PairBatches
 
+pytestmark = pytest.mark.models
+
 
 @pytest.fixture(scope="module")
 def dl19_pairs():

@@ -66,6 +66,7 @@ def split_model(tmp_path, monkeypatch, request):
     resolve_model.cache_clear()
 
 
+@pytest.mark.models
 def test_parts_join_into_the_model_once_and_it_encodes_like_the_original(split_model, tmp_path):
     from sentence_transformers import SentenceTransformer
 

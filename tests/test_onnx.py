@@ -13,7 +13,7 @@ from conftest import DATASETS
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.models
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 

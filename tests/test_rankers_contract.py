@@ -100,12 +100,21 @@ def candidates_for(dataset, queries):
     return out
 
 
-CASE_IDS = [(kind, *case) for kind, cases in CASES.items() for case in cases]
+def _tier(kind: str, case: str) -> list:
+    """The test tier a case belongs to (conftest.TIERS): the model kinds load torch, Lucene the JVM."""
+    if kind in ("bi-encoder", "cross-encoder", "onnx"):
+        return [pytest.mark.models]
+    return [pytest.mark.jvm] if (kind, case) == ("bm25", "pyserini") else []
 
 
-@pytest.mark.parametrize("kind, case, params, ds_key, reranking", CASE_IDS,
-                         ids=[f"{k}-{c[0]}" for k, c in [(k, c) for k, cs in CASES.items() for c in cs]])
-def test_ranker_contract(kind, case, params, ds_key, reranking, datasets, rankbench_home, tiny_cross_encoders):
+CASE_IDS = [pytest.param(kind, *case, marks=_tier(kind, case[0]), id=f"{kind}-{case[0]}")
+            for kind, cases in CASES.items() for case in cases]
+
+
+@pytest.mark.parametrize("kind, case, params, ds_key, reranking", CASE_IDS)
+def test_ranker_contract(kind, case, params, ds_key, reranking, datasets, rankbench_home, request):
+    needs_models = "@" in repr(params)
+    tiny_cross_encoders = request.getfixturevalue("tiny_cross_encoders") if needs_models else None
     dataset = datasets[ds_key]
     ranker = make(kind, params, dataset, reranking, rankbench_home, tiny_cross_encoders)
     queries = dict(list(dataset.queries().items())[:12])

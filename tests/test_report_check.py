@@ -36,6 +36,7 @@ def _on_another_machine(reports):
     (reports / "baselines.toml").write_text(tomli_w.dumps(data))
 
 
+@pytest.mark.jvm
 def test_check_smoke_passes_on_a_fresh_run(fresh_smoke, config, capsys):
     _on_another_machine(fresh_smoke)
     verdicts = check_suite(config, fresh_smoke, "smoke")
@@ -46,6 +47,7 @@ def test_check_smoke_passes_on_a_fresh_run(fresh_smoke, config, capsys):
     assert main(["check", "smoke", "--reports", str(fresh_smoke)]) == 0
 
 
+@pytest.mark.jvm
 def test_check_fails_and_names_the_cell_when_a_baseline_is_perturbed(fresh_smoke, config, capsys):
     _on_another_machine(fresh_smoke)
     data = read_baselines(fresh_smoke)
@@ -80,6 +82,7 @@ def test_verdict_rules():
     assert latency_verdict(16.5, 10.0, 0.5, slack_ms=1.0) == "FAIL"
 
 
+@pytest.mark.jvm
 def test_latency_is_compared_on_the_baselines_machine(fresh_smoke, config):
     # the rule under test is the relative one: no absolute slack, and compared however busy the machine
     import dataclasses
@@ -97,6 +100,7 @@ def test_latency_is_compared_on_the_baselines_machine(fresh_smoke, config):
     shutil.copy(REPORTS / "baselines.toml", fresh_smoke / "baselines.toml")
 
 
+@pytest.mark.jvm
 def test_accept_writes_one_suite_and_keeps_the_others(fresh_smoke, config):
     before = read_baselines(fresh_smoke)
     assert main(["accept", "smoke", "--reports", str(fresh_smoke)]) == 0
@@ -108,6 +112,7 @@ def test_accept_writes_one_suite_and_keeps_the_others(fresh_smoke, config):
     shutil.copy(REPORTS / "baselines.toml", fresh_smoke / "baselines.toml")
 
 
+@pytest.mark.jvm
 def test_report_is_deterministic_and_shows_what_matters(fresh_smoke, config):
     a = build_report(config, fresh_smoke, "smoke")
     b = build_report(config, fresh_smoke, "smoke")
@@ -117,6 +122,7 @@ def test_report_is_deterministic_and_shows_what_matters(fresh_smoke, config):
     assert "rankbench run smoke --ranker bm25 --dataset vaswani" in a
 
 
+@pytest.mark.golden
 def test_committed_reports_are_not_stale(config):
     for suite in config.suites:
         path = report_path(REPORTS, suite)
@@ -126,12 +132,14 @@ def test_committed_reports_are_not_stale(config):
     assert main(["report", "smoke", "--check"]) == 0
 
 
+@pytest.mark.jvm
 def test_a_stale_report_is_detected(fresh_smoke, config):
     path = report_path(fresh_smoke, "smoke")
     path.write_text(build_report(config, fresh_smoke, "smoke") + "edited by hand\n")
     assert main(["report", "smoke", "--check", "--reports", str(fresh_smoke)]) == 1
 
 
+@pytest.mark.golden
 def test_committed_results_reproduce_the_published_figures(config):
     """Acceptance: pyserini BM25, the MiniLM bi-encoder and the published DL runs, as committed."""
     seen = set()
@@ -149,6 +157,7 @@ def test_committed_results_reproduce_the_published_figures(config):
     assert must <= seen
 
 
+@pytest.mark.golden
 def test_committed_irds_scifact_equals_local_scifact(config):
     """Acceptance: the same SciFact numbers through irds:beir/scifact/test as through local:."""
     res = load_results(config, REPORTS, "beir")
@@ -162,6 +171,7 @@ def test_committed_irds_scifact_equals_local_scifact(config):
     assert compared >= 4
 
 
+@pytest.mark.jvm
 def test_significance_on_real_per_query_values(fresh_smoke):
     cells = {r: json.loads((fresh_smoke / f"results/smoke/{r}__dl19.json").read_text())
              for r in ("oracle-rerank-bm25run", "random-rerank-bm25run", "bm25-run")}

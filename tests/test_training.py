@@ -11,6 +11,8 @@ from harness.config import parse_config
 from harness.errors import ConfigError
 from harness.runner import Runner
 
+pytestmark = [pytest.mark.training, pytest.mark.models]
+
 
 def _config(extra: str = ""):
     raw = tomllib.loads((ROOT / "bench.toml").read_text() + extra)
