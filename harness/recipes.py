@@ -248,9 +248,6 @@ class TrainedModels:
 
     # -- the model -----------------------------------------------------------------------------
 
-    def entry(self, name: str) -> Path | None:
-        return self.runner.cache.get("models", self.identity(name))
-
     def path(self, name: str) -> Path:
         """The trained model's folder, training it first when the cache does not have it."""
         return self.build(name)[0]

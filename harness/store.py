@@ -31,22 +31,3 @@ def load_results(config: Config, reports: Path, suite_name: str) -> SuiteResults
     expected = {result_path(reports, suite_name, r, d).name for r in suite.rankers for d in suite.datasets}
     orphans = tuple(sorted(p for p in folder.glob("*.json") if p.name not in expected)) if folder.is_dir() else ()
     return SuiteResults(suite, cells, orphans)
-
-
-def results_frame(config: Config, reports: Path, suite_name: str, per_query: bool = False):
-    """The suite's results as a pandas DataFrame (one row per cell and measure, or per query)."""
-    import pandas as pd
-
-    res = load_results(config, reports, suite_name)
-    rows = []
-    for (r, d), cell in res.cells.items():
-        if cell.get("status") != "ok":
-            continue
-        if per_query:
-            for m, values in cell["measures"]["per_query"].items():
-                rows += [{"ranker": r, "dataset": d, "measure": m, "query": q, "value": v}
-                         for q, v in values.items()]
-        else:
-            rows += [{"ranker": r, "dataset": d, "measure": m, "value": v}
-                     for m, v in cell["measures"]["aggregate"].items()]
-    return pd.DataFrame(rows)

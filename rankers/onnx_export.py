@@ -8,7 +8,6 @@ torch ranker, whose copy stays untouched as the reference.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -218,7 +217,3 @@ def quantize(fp32: Path, out: Path, params, calibration: list[dict] | None = Non
         f"({fp32_bytes / 1e6:.1f} MB -> {out.stat().st_size / 1e6:.1f} MB)")
     if params.embeddings == "per-row":
         fp32.unlink()
-
-
-def describe(folder: Path) -> dict:
-    return json.loads((folder / "export.json").read_text())
