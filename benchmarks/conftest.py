@@ -50,8 +50,8 @@ def _tiny_cross_encoder(home: Path) -> Path:
     the recipe, so the same bytes each time: its ONNX exports stay cached)."""
     folder = home / "bench-models" / "ce-2layer-segment-cosine"
     if not (folder / "modules.json").exists():
-        from harness.recipes import RecipeSpec
-        from rankers.train import build_cross_encoder
+        from harness.recipe_spec import RecipeSpec
+        from training.trainer import build_cross_encoder
 
         spec = RecipeSpec(name="bench-ce", head="segment-cosine", layers=(0, 1), max_length=128, train=("none",))
         build_cross_encoder(spec).save(str(folder))

@@ -166,7 +166,7 @@ def cmd_train(args) -> int:
     import json
 
     from .errors import ConfigError, unknown
-    from .recipes import recipe_of
+    from .params import recipe_of
     from .runner import Runner
 
     config, reports = _load(args)

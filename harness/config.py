@@ -7,7 +7,6 @@ its kind's ``Params`` dataclass.
 from __future__ import annotations
 
 import dataclasses
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,9 @@ from typing import Any, Mapping
 from .data import DatasetSpec
 from .errors import ConfigError, unknown
 from .measures import parse_measures
-from .params import build_params, ranged
+from .params import build_params, ranged, recipe_of
+from .recipe_spec import parse_recipes
+from .schema import _keys, _name, _str_list, resolve_extends
 
 DEFAULT_CONFIG = "bench.toml"
 
@@ -96,7 +97,7 @@ class Config:
     suites: Mapping[str, SuiteSpec]
     check: CheckSettings
     expected: tuple[Expected, ...]
-    recipes: Mapping[str, Any] = field(default_factory=dict)    # name -> harness.recipes.RecipeSpec
+    recipes: Mapping[str, Any] = field(default_factory=dict)    # name -> harness.recipe_spec.RecipeSpec
 
     def suite(self, name: str) -> SuiteSpec:
         if name not in self.suites:
@@ -143,33 +144,6 @@ class Config:
             out.append(spec)
             name = spec.first_stage
         return out
-
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _name(name: str, where: str) -> str:
-    """Names become file names (results/<suite>/<ranker>__<dataset>.json): keep them plain."""
-    if not _NAME.match(name) or "__" in name:
-        raise ConfigError(f"{where}: name {name!r} may use letters, digits, '-', '_' and '.', "
-                          f"must start with a letter or digit, and may not contain '__'")
-    return name
-
-
-def _keys(table: Mapping, allowed: set[str], where: str) -> None:
-    if not isinstance(table, Mapping):
-        raise ConfigError(f"{where}: must be a table, found {table!r}")
-    for key in table:
-        if key not in allowed:
-            raise ConfigError(unknown("key", key, allowed, where))
-
-
-def _str_list(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}: must be a list of strings, found {value!r}")
-    if len(set(value)) != len(value):
-        raise ConfigError(f"{where}: lists a name twice")
-    return tuple(value)
 
 
 def _settings(table: Mapping, where: str, base: Settings = Settings()) -> Settings:
@@ -223,8 +197,6 @@ def parse_config(raw: Mapping, path: Path) -> Config:
         datasets[name] = ds
 
     rankers = _parse_rankers(raw.get("rankers", {}), where)
-
-    from .recipes import parse_recipes, recipe_of
 
     recipes = parse_recipes(raw.get("recipes", {}), datasets, rankers, where)
     for name, spec in rankers.items():
@@ -323,33 +295,6 @@ def _measure_ref(value: Any, sets: Mapping[str, tuple[str, ...]], where: str) ->
     ms = _str_list(value, where)
     parse_measures(ms, where)
     return ms
-
-
-def resolve_extends(tables: Mapping, section: str, where: str):
-    """``extends = "OTHER"`` for the tables of one section: a table is its parent's keys (all but
-    the description) overlaid with its own. Returns resolve(name) -> the merged table."""
-    resolved: dict[str, dict] = {}
-
-    def resolve(name: str, seen: tuple[str, ...] = ()) -> dict:
-        if name in resolved:
-            return resolved[name]
-        w = f"{where} [{section}.{name}]"
-        if name in seen:
-            raise ConfigError(f"{w}: extends forms a cycle: {' -> '.join(seen + (name,))}")
-        if not isinstance(tables[name], Mapping):
-            raise ConfigError(f"{w}: must be a table")
-        table = dict(tables[name])
-        parent = table.pop("extends", None)
-        if parent is not None:
-            if parent not in tables:
-                raise ConfigError(unknown(f"{section[:-1]} to extend", str(parent), tables, w))
-            base = dict(resolve(parent, seen + (name,)))
-            base.pop("description", None)
-            table = {**base, **table}
-        resolved[name] = table
-        return table
-
-    return resolve
 
 
 def _parse_rankers(tables: Mapping, where: str) -> dict[str, RankerSpec]:

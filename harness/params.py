@@ -128,3 +128,14 @@ def build_params(cls: type, values: Mapping[str, Any], where: str) -> Any:
 
 def as_dict(params: Any) -> dict:
     return dataclasses.asdict(params) if dataclasses.is_dataclass(params) else {}
+
+
+RECIPE_PREFIX = "recipe:"
+
+
+def recipe_of(params: Any) -> str | None:
+    """The bench.toml recipe a ranker's model names (``model = "recipe:NAME"``), if any."""
+    model = getattr(params, "model", None)
+    if isinstance(model, str) and model.startswith(RECIPE_PREFIX):
+        return model[len(RECIPE_PREFIX):]
+    return None

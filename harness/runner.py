@@ -94,7 +94,7 @@ class Runner:
         self.reports = Path(reports)
         self.cache = cache or Cache()
         self.force = force
-        from .recipes import TrainedModels
+        from training.recipes import TrainedModels
 
         self.models = TrainedModels(self)
         self.ctx = Context(cache=self.cache, root=config.root, seed=config.settings.seed, progress=progress,

@@ -49,7 +49,7 @@ class Context:
     seed: int = 42
     progress: bool = True
     threads: int = 0          # 0: the library's default (all cores)
-    models: Any = None        # resolves "recipe:NAME" model references (harness.recipes.TrainedModels)
+    models: Any = None        # resolves "recipe:NAME" model references (training.recipes.TrainedModels)
     chains: Any = None        # the runner: other rankers' runs and instances, for kinds built on them (fusion)
 
 
@@ -117,12 +117,12 @@ class Ranker:
     @property
     def recipe(self) -> str | None:
         """The bench.toml recipe that trains this ranker's model (``model = "recipe:NAME"``), if any."""
-        from harness.recipes import recipe_of
+        from harness.params import recipe_of
 
         return recipe_of(self.params)
 
     def trained_models(self):
-        """The harness's trained models (``harness.recipes.TrainedModels``)."""
+        """The harness's trained models (``training.recipes.TrainedModels``)."""
         if self.ctx.models is None:
             raise RankerUnavailable(f"ranker {self.name}: model {getattr(self.params, 'model', '?')!r} is trained "
                                     f"by the harness; run it through `rankbench run` or `rankbench train`")

@@ -137,8 +137,8 @@ def copy_dataset(tmp_path):
 def tiny_cross_encoders(tmp_path_factory):
     """Untrained 2-layer cross-encoders from all-MiniLM-L6-v2, one per score head, saved as
     sentence-transformers folders (what a recipe's training starts from)."""
-    from harness.recipes import RecipeSpec
-    from rankers.train import build_cross_encoder
+    from harness.recipe_spec import RecipeSpec
+    from training.trainer import build_cross_encoder
 
     root = tmp_path_factory.mktemp("cross-encoders")
     out = {}

@@ -40,7 +40,7 @@ datasets = ["nfcorpus", "scifact"]
 
 def test_leakage_guard_refuses_evaluation_queries_by_text(tmp_path):
     """NFCorpus train holds 4 queries whose text is a test query's, SciFact train 2: refused."""
-    from harness.recipes import _norm_text
+    from training.data import _norm_text
 
     runner = Runner(_config(GUARDED), tmp_path, progress=False)
     data = runner.models.training_data("guarded")
@@ -103,7 +103,7 @@ def test_ci_sized_recipe_trains_and_beats_its_start_on_held_out_queries(tmp_path
     from harness.measures import evaluate
     from harness.types import top_k
     from rankers.crossencoder import load_cross_encoder, score_pairs
-    from rankers.train import build_cross_encoder
+    from training.trainer import build_cross_encoder
 
     config = _config()
     runner = Runner(config, tmp_path, progress=False)
@@ -160,7 +160,7 @@ def test_lora_recipe_saves_a_complete_model(tmp_path):
 def test_distill_objective_terms():
     import torch
 
-    from rankers.distill import distill_objective
+    from training.losses import distill_objective
 
     teacher = torch.tensor([[3.0, 1.0, 0.0], [2.0, 2.5, -1.0]])
     same_margins = teacher + torch.tensor([[5.0], [-2.0]])     # a shift per query changes no margin
@@ -177,7 +177,7 @@ def test_distill_objective_terms():
     lb, _ = distill_objective(bad, good, extra, {"contrastive": 1.0})
     assert lg < 0.1 < lb
     with pytest.raises(ValueError, match="teacher's 3 scores per example"):
-        from rankers.distill import _labels
+        from training.losses import _labels
 
         _labels(torch.zeros(2, 4), 2, 3)
 
@@ -209,7 +209,7 @@ def test_ci_sized_distillation_learns_the_teachers_scores(tmp_path):
     import numpy as np
 
     from rankers.crossencoder import load_cross_encoder, score_pairs
-    from rankers.train import build_cross_encoder
+    from training.trainer import build_cross_encoder
 
     config = _config(DISTILL_TINY)
     runner = Runner(config, tmp_path, progress=False)
@@ -266,7 +266,7 @@ def test_ci_sized_bi_encoder_student_learns_the_teachers_scores(tmp_path):
     import numpy as np
     from scipy.stats import kendalltau
 
-    from rankers.train import build_bi_encoder
+    from training.trainer import build_bi_encoder
 
     extra = DISTILL_TINY.replace("[recipes.distill-tiny]", "[recipes.bi-tiny]\nproduces = \"bi-encoder\"")
     extra += ('\n[rankers.bi-tiny]\nkind = "bi-encoder"\nmodel = "recipe:bi-tiny"\nfirst_stage = "bm25s"\n'

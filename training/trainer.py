@@ -1,6 +1,6 @@
 """Training cross-encoders with sentence-transformers' ``CrossEncoderTrainer``.
 
-The harness (``harness.recipes``) chooses the data; this module builds the model (a pretrained
+The recipes (``training.recipes``) choose the data; this module builds the model (a pretrained
 encoder, optionally a subset of its layers, with a score head), trains it with the recipe's
 loss, warm-up and linear decay, gradient accumulation, fp16 on a GPU, a fixed seed, dev
 evaluation and checkpoints every ``eval_steps`` (the best one is kept), resumes from the last
@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from harness.recipes import RecipeSpec, TrainingData
+    from harness.recipe_spec import RecipeSpec
+
+    from .data import TrainingData
 
 
 def _device() -> str:
@@ -52,8 +54,8 @@ def build_cross_encoder(spec: "RecipeSpec"):
     from sentence_transformers import CrossEncoder
     from sentence_transformers.base.modules import Transformer
 
-    from ._models import resolve_model
-    from .heads import SegmentCosine
+    from rankers._models import resolve_model
+    from rankers.heads import SegmentCosine
 
     torch.manual_seed(spec.seed)
     where = f"[recipes.{spec.name}]"
@@ -132,7 +134,7 @@ def build_bi_encoder(spec: "RecipeSpec"):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from ._models import resolve_model
+    from rankers._models import resolve_model
 
     torch.manual_seed(spec.seed)
     model = SentenceTransformer(str(resolve_model(spec.init).path), device=_device(), local_files_only=True)
@@ -147,7 +149,7 @@ def _loss(spec: "RecipeSpec", model):
     from sentence_transformers.cross_encoder import losses
 
     if spec.produces == "bi-encoder":
-        from .distill import BiEncoderDistillLoss
+        from .losses import BiEncoderDistillLoss
 
         return BiEncoderDistillLoss(model, spec.distill_weights, spec.temperature)
     if spec.loss == "mnrl":
@@ -155,7 +157,7 @@ def _loss(spec: "RecipeSpec", model):
         return losses.MultipleNegativesRankingLoss(model, num_negatives=spec.in_batch_negatives, scale=1.0,
                                                    activation_fn=torch.nn.Identity())
     if spec.loss == "distill":
-        from .distill import CrossEncoderDistillLoss
+        from .losses import CrossEncoderDistillLoss
 
         return CrossEncoderDistillLoss(model, spec.distill_weights, spec.temperature, spec.in_batch_negatives)
     if spec.loss == "lambda":
@@ -216,7 +218,7 @@ def train_cross_encoder(spec: "RecipeSpec", data: "TrainingData", out: Path, wor
     trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - t0
     if spec.lora:
-        from .crossencoder import score_pairs
+        from rankers.crossencoder import score_pairs
 
         probe = [(e.query, e.positive) for e in data.examples[:8]]
         before = score_pairs(model, probe, spec.max_length, 8)

@@ -16,132 +16,27 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Any
 
-from .cache import fingerprint
-from .errors import ConfigError, DataError
-from .params import as_dict, ranged
+from harness.cache import fingerprint
+from harness.errors import ConfigError, DataError
+from harness.params import as_dict, recipe_of
+from harness.recipe_spec import RecipeSpec
 
-if TYPE_CHECKING:
-    from .runner import Runner
+from .data import Example, TrainingData, _norm_text
 
-RECIPE_PREFIX = "recipe:"
+
 VERSION = 3     # bump when data selection or training changes what a recipe produces
-DISTILL_TERMS = ("margin_mse", "listwise", "contrastive")   # see rankers.distill
-
-
-@dataclass(frozen=True)
-class RecipeSpec:
-    """How to train one model. Every field is a bench.toml key of ``[recipes.NAME]``."""
-
-    name: str
-    produces: Literal["cross-encoder", "bi-encoder"] = "cross-encoder"   # bi-encoder: distillation only
-    init: str = "sentence-transformers/all-MiniLM-L6-v2"   # starting encoder (Hub id or folder)
-    layers: tuple[int, ...] = ()         # keep only these encoder layers (e.g. [0, 2, 4]); () = all
-    head: Literal["segment-cosine", "classifier"] = "segment-cosine"
-    max_length: int = ranged(128, ge=1)   # tokens per (query, document) pair while training
-    train: tuple[str, ...] = ()          # datasets whose split's judged queries are training data
-    examples_per_query: dict[str, int] = ranged(factory=dict, ge=1)   # dataset -> positives used per query (1)
-    max_queries: int = ranged(0, ge=0)   # > 0: a seeded sample of at most this many queries per dataset
-    dev: str | None = None               # dataset for checkpoint selection (nDCG@10 on reranked candidates)
-    dev_queries: int = ranged(100, ge=1)
-    dev_depth: int = ranged(20, ge=1)
-    miners: tuple[str, ...] = ("bm25s", "minilm")   # rankers whose top mine_depth give hard negatives
-    mine_depth: int = ranged(30, ge=1)
-    negatives: int = ranged(3, ge=1)   # mined negatives per example
-    loss: Literal["mnrl", "bce", "lambda", "distill"] = "mnrl"
-    in_batch_negatives: int = ranged(1, ge=0)   # mnrl, distill: other examples' positives used as extra negatives
-    teacher: str | None = None           # distill: a ranker of bench.toml that scores every example's documents
-    distill_weights: dict[str, float] = ranged(
-        factory=lambda: {"margin_mse": 0.6, "listwise": 0.2, "contrastive": 0.2}, ge=0)
-    temperature: float = ranged(1.0, gt=0)   # distill: softmax temperature of the listwise term
-    teacher_norm: Literal["zscore", "none"] = "zscore"   # distill: per-query scale of the teacher's scores
-    batch_size: int = ranged(8, ge=1)
-    grad_accum: int = ranged(1, ge=1)
-    lr: float = ranged(3e-5, gt=0)
-    warmup: float = ranged(0.1, ge=0, lt=1)   # share of steps with a linear warm-up, then linear decay
-    epochs: float = ranged(1.0, gt=0)
-    max_steps: int = ranged(0, ge=0)   # > 0 overrides epochs
-    eval_steps: int = ranged(0, ge=0)   # dev evaluation (and checkpoint) every N steps; 0: at the end
-    seed: int = 42
-    lora: bool = False                   # train LoRA adapters (peft) instead of every weight
-    lora_r: int = ranged(8, ge=1)
-    description: str = ""
-
-
-def parse_recipes(tables, datasets, rankers, where: str) -> dict[str, RecipeSpec]:
-    from .config import _name, resolve_extends
-    from .errors import unknown
-    from .params import build_params
-
-    resolve = resolve_extends(tables, "recipes", where)
-    out = {}
-    for name in tables:
-        w = f"{where} [recipes.{name}]"
-        _name(name, w)
-        spec = build_params(RecipeSpec, {"name": name, **resolve(name)}, w)
-        if not spec.train:
-            raise ConfigError(f"{w}: needs train = [datasets...]: the judged queries to learn from")
-        for ds in spec.train + ((spec.dev,) if spec.dev else ()) + tuple(spec.examples_per_query):
-            if ds not in datasets:
-                raise ConfigError(unknown("dataset", ds, datasets, w))
-        for r in spec.miners:
-            if r not in rankers:
-                raise ConfigError(unknown("miner ranker", r, rankers, w))
-        if spec.produces == "bi-encoder" and (spec.loss != "distill" or spec.lora):
-            raise ConfigError(f"{w}: a bi-encoder recipe learns from a teacher (loss = \"distill\"), without LoRA")
-        if (spec.loss == "distill") != (spec.teacher is not None):
-            raise ConfigError(f"{w}: loss = \"distill\" and teacher = \"RANKER\" go together "
-                              f"(found loss {spec.loss!r}, teacher {spec.teacher!r})")
-        if spec.teacher is not None:
-            if spec.teacher not in rankers:
-                raise ConfigError(unknown("teacher ranker", spec.teacher, rankers, w))
-            for term, weight in spec.distill_weights.items():
-                if term not in DISTILL_TERMS:
-                    raise ConfigError(unknown("distill_weights term", term, DISTILL_TERMS, w))
-            if not any(spec.distill_weights.values()):
-                raise ConfigError(f"{w}: distill_weights needs at least one positive weight")
-        out[name] = spec
-    return out
-
-
-def recipe_of(params) -> str | None:
-    model = getattr(params, "model", None)
-    if isinstance(model, str) and model.startswith(RECIPE_PREFIX):
-        return model[len(RECIPE_PREFIX):]
-    return None
-
-
-def _norm_text(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().casefold()
-
-
-@dataclass
-class Example:
-    qid: str
-    query: str
-    positive: str
-    negatives: list[str]
-    dataset: str
-    doc_ids: list[str] = field(default_factory=list)     # the positive's id, then the negatives'
-    scores: list[float] | None = None                    # the teacher's, same order (distillation)
-
-
-@dataclass
-class TrainingData:
-    examples: list[Example]
-    dev: list[dict]                      # {"query", "positive": [...], "documents": [...]}
-    report: dict                         # what the model saw, for data.json and the report
 
 
 class TrainedModels:
     """``ctx.models`` for rankers: the identity and the folder of a recipe's model."""
 
-    def __init__(self, runner: "Runner"):
+    def __init__(self, runner: Any):
+        # the harness.runner.Runner that owns it (its config, cache, datasets and other rankers'
+        # runs); passed in, never imported: the runner stands on training, not the other way
         self.runner = runner
         self._identity: dict[str, str] = {}
         self._guards: dict[str, tuple] = {}
@@ -152,7 +47,7 @@ class TrainedModels:
         return self.runner.config
 
     def spec(self, name: str) -> RecipeSpec:
-        from .errors import unknown
+        from harness.errors import unknown
 
         if name not in self.config.recipes:
             raise ConfigError(unknown("recipe", name, self.config.recipes, str(self.config.path)))
@@ -267,7 +162,7 @@ class TrainedModels:
         data = self.training_data(name)
         prep_s = time.perf_counter() - t0
 
-        from rankers.train import plot_history, train_cross_encoder
+        from training.trainer import plot_history, train_cross_encoder
 
         with cache.build("models", key, describe, replace=force) as folder:
             history = train_cross_encoder(spec, data, folder / "model", workdir, log=self.runner.log,
@@ -316,7 +211,7 @@ class TrainedModels:
         """Copy the model's history, data and curves to reports/models/NAME/, once per run."""
         import shutil
 
-        from .files import atomic_write_text
+        from harness.files import atomic_write_text
 
         keep = self.runner.reports / "models" / name
         keep.mkdir(parents=True, exist_ok=True)
@@ -440,7 +335,7 @@ class TrainedModels:
             e.scores = [float(scores[e.qid][d]) for d in e.doc_ids]
 
     def _pools(self, spec: RecipeSpec, ds, settings) -> dict[str, list[str]]:
-        from .types import ranked
+        from harness.types import ranked
 
         pools: dict[str, list[str]] = {}
         for miner in self._miners(spec, ds):
@@ -453,7 +348,7 @@ class TrainedModels:
         return pools
 
     def _dev(self, spec: RecipeSpec, guard_ids, guard_texts, settings):
-        from .types import ranked
+        from harness.types import ranked
 
         ds = self.runner.dataset(spec.dev)
         queries, qrels = ds.queries(), ds.qrels()
@@ -496,6 +391,6 @@ def _no_latency(settings):
 
 
 def _code_version() -> list[int]:
-    from . import CODE_VERSION
+    from harness import CODE_VERSION
 
     return [CODE_VERSION, VERSION]

@@ -20,7 +20,6 @@ from typing import Mapping
 
 import torch
 
-from harness.recipes import DISTILL_TERMS as TERMS  # noqa: F401  (the names the recipe's weights use)
 
 
 def distill_objective(student, teacher, extra=None, weights: Mapping[str, float] | None = None,
