@@ -119,13 +119,12 @@ def compare(config, reports: Path, args: CompareArgs, progress: bool = False) ->
 def _not_trained_on(runner, ranker: str, ds) -> None:
     """The leakage guard for comparisons: no model is compared on the queries it learnt from (a
     suite's guard refuses it when the suite is defined; compare can name any dataset)."""
-    for recipe in runner.models.recipes_in(ranker):
-        spec = runner.models.spec(recipe)
-        for used in spec.train + ((spec.dev,) if spec.dev else ()):
-            if runner.dataset(used).fingerprint() == ds.fingerprint():
-                raise ConfigError(f"compare: {ranker} depends on recipe {recipe}, which learnt from {used}: "
-                                  f"comparing it on {ds.name} would measure what it memorised; pick a held-out "
-                                  f"dataset")
+    twin = runner.models.guard.learnt_twin(ranker, ds.name)     # the one leakage guard (training.guard)
+    if twin is not None:
+        recipe, used = twin
+        raise ConfigError(f"compare: {ranker} depends on recipe {recipe}, which learnt from {used}: "
+                          f"comparing it on {ds.name} would measure what it memorised; pick a held-out "
+                          f"dataset")
 
 
 def _ranking(run, q: str) -> list[str]:

@@ -212,10 +212,10 @@ class OnnxRanker(Ranker):
         name = self.params.calibration
         ds = chains.dataset(name)
         users = {r for r in config.rankers if any(s.name == self.name for s in config.closure(r))}
-        for suite, other in config.evaluations(users):
-            if chains.dataset(other).fingerprint() == ds.fingerprint():
-                raise ConfigError(f"[rankers.{self.name}]: calibration dataset {name} is evaluated by suite "
-                                  f"{suite} ({other}), which uses this ranker; calibrate on a training split")
+        twin = chains.models.guard.evaluated_twin(name, users)     # the one leakage guard (training.guard)
+        if twin is not None:
+            raise ConfigError(f"[rankers.{self.name}]: calibration dataset {name} is evaluated by suite "
+                              f"{twin[0]} ({twin[1]}), which uses this ranker; calibrate on a training split")
         return ds
 
     def calibration_texts(self) -> list[tuple[str, str]]:

@@ -26,6 +26,7 @@ from harness.params import as_dict, recipe_of
 from harness.recipe_spec import RecipeSpec
 
 from .data import Example, TrainingData, _norm_text
+from .guard import LeakageGuard
 
 
 VERSION = 3     # bump when data selection or training changes what a recipe produces
@@ -39,7 +40,7 @@ class TrainedModels:
         # runs); passed in, never imported: the runner stands on training, not the other way
         self.runner = runner
         self._identity: dict[str, str] = {}
-        self._guards: dict[str, tuple] = {}
+        self.guard = LeakageGuard(runner, self)
         self._exported: set[str] = set()
 
     @property
@@ -54,11 +55,6 @@ class TrainedModels:
         return self.config.recipes[name]
 
     # -- the leakage guard ---------------------------------------------------------------------
-
-    def evaluation_datasets(self, name: str) -> list[str]:
-        """Datasets evaluated by any suite with a ranker whose chain uses this recipe."""
-        users = {r for r in self.config.rankers if name in self.recipes_in(r)}
-        return list(dict.fromkeys(d for _, d in self.config.evaluations(users)))
 
     def recipes_in(self, ranker: str) -> list[str]:
         """Recipes a ranker's output depends on: in its chain, its fusion members, and the teachers
@@ -83,19 +79,8 @@ class TrainedModels:
         return out
 
     def _guard(self, name: str) -> tuple[dict[str, set[str]], set[str], list[str]]:
-        """(corpus fingerprint -> query ids, normalized query texts, datasets) held out for evaluation."""
-        if name in self._guards:
-            return self._guards[name]
-        ids: dict[str, set[str]] = {}
-        texts: set[str] = set()
-        names = self.evaluation_datasets(name)
-        for ds_name in names:
-            ds = self.runner.dataset(ds_name)
-            queries = ds.queries()
-            ids.setdefault(ds.corpus_fingerprint(), set()).update(queries)
-            texts.update(_norm_text(t) for t in queries.values())
-        self._guards[name] = (ids, texts, names)
-        return self._guards[name]
+        """What the recipe's training must not see (training.guard)."""
+        return self.guard.held_out(self.guard.users_of_recipe(name))
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -106,9 +91,9 @@ class TrainedModels:
                 raise ConfigError(f"[recipes.{name}]: its teacher {spec.teacher} is built on this recipe's own model")
             from rankers._models import resolve_model
 
-            guard_ids, guard_texts, guard_names = self._guard(name)
+            guard_ids, guard_texts, _ = self._guard(name)
             for ds in spec.train + ((spec.dev,) if spec.dev else ()):
-                self._check_not_evaluated(spec, ds, guard_names)
+                self._check_not_evaluated(spec, ds)
             data = {}
             for ds_name in spec.train + ((spec.dev,) if spec.dev else ()):
                 ds = self.runner.dataset(ds_name)
@@ -127,12 +112,11 @@ class TrainedModels:
             })
         return self._identity[name]
 
-    def _check_not_evaluated(self, spec: RecipeSpec, ds_name: str, guard_names: list[str]) -> None:
-        ds = self.runner.dataset(ds_name)
-        for other in guard_names:
-            if self.runner.dataset(other).fingerprint() == ds.fingerprint():
-                raise ConfigError(f"[recipes.{spec.name}]: dataset {ds_name} is evaluated by a suite that uses this "
-                                  f"model ({other}); train on another split")
+    def _check_not_evaluated(self, spec: RecipeSpec, ds_name: str) -> None:
+        twin = self.guard.evaluated_twin(ds_name, self.guard.users_of_recipe(spec.name))
+        if twin is not None:
+            raise ConfigError(f"[recipes.{spec.name}]: dataset {ds_name} is evaluated by a suite that uses this "
+                              f"model ({twin[1]}); train on another split")
 
     def _miners(self, spec: RecipeSpec, ds) -> list[str]:
         found = [m for m in spec.miners if self.runner.applicability(m, ds) is None]
