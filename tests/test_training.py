@@ -14,9 +14,13 @@ from harness.runner import Runner
 pytestmark = [pytest.mark.training, pytest.mark.models]
 
 
+FIXTURE = ROOT / "tests" / "fixtures" / "training.toml"
+
+
 def _config(extra: str = ""):
-    raw = tomllib.loads((ROOT / "bench.toml").read_text() + extra)
-    return parse_config(raw, ROOT / "bench.toml")
+    """The training fixture config with a test's own tables added (never the real bench.toml)."""
+    raw = tomllib.loads(FIXTURE.read_text() + extra)
+    return parse_config(raw, FIXTURE)
 
 
 GUARDED = """
