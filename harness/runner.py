@@ -26,7 +26,7 @@ from .files import atomic_write_text, check_writable, sweep_stale
 from .measures import evaluate
 from .memory import OtherLoad, PeakMemory
 from .provenance import provenance
-from .results import read_result, result_path
+from .results import Efficiency, Reranking, read_result, result_path
 from .types import Run, bad_id, drop_self_hits, read_trec_run, top_k, write_trec_run
 
 RESULT_SCHEMA = 1
@@ -263,35 +263,24 @@ class Runner:
                 latency = self.measure_latency(ranker, dataset, k, settings)
         fp = inst.footprint()
         n = len(queries)
-        eff = {
-            "machine": self.provenance()["machine"]["id"],    # where these figures were measured
-            "device": fp.device,
-            "cpu_threads": self.ctx.threads or os.cpu_count(),
-            "precomputed": inst.precomputed,
-            "queries": n,
-            "prepare_s": round(prepare_s, 3),
-            "index_build_s": fp.build_seconds,
-            "rank_s": round(rank_s, 4),
-            "qps": None if inst.precomputed else round(n / rank_s, 3) if rank_s > 0 else None,
-            "latency_ms": latency,
-            "index_bytes": fp.index_bytes,
-            "model_bytes": fp.model_bytes,
-            "params": fp.params,
-            "dtype": fp.dtype,
-            **mem.as_dict(),
-            "other_load_cores": load.cores,     # cores other processes kept busy meanwhile
-            **stats,
-        }
+        reranking = None
         if candidates is not None:
             pairs = sum(len(v) for v in candidates.values())
-            eff["pairs"] = pairs
-            eff["pairs_per_s"] = round(pairs / rank_s, 2) if rank_s > 0 else None
             first_s = 0.0 if first_eff.get("precomputed") else first_eff.get("pipeline_rank_s", first_eff["rank_s"])
-            eff["first_stage"] = {"ranker": spec.first_stage, "depth": spec.depth,
-                                  "precomputed": bool(first_eff.get("precomputed")),
-                                  "rank_s": first_eff["rank_s"]}
-            eff["pipeline_rank_s"] = round(first_s + rank_s, 4)
-            eff["pipeline_qps"] = round(n / (first_s + rank_s), 3) if (first_s + rank_s) > 0 else None
+            reranking = Reranking(
+                pairs=pairs, pairs_per_s=round(pairs / rank_s, 2) if rank_s > 0 else None,
+                first_stage={"ranker": spec.first_stage, "depth": spec.depth,
+                             "precomputed": bool(first_eff.get("precomputed")), "rank_s": first_eff["rank_s"]},
+                pipeline_rank_s=round(first_s + rank_s, 4),
+                pipeline_qps=round(n / (first_s + rank_s), 3) if (first_s + rank_s) > 0 else None)
+        eff = Efficiency(
+            machine=self.provenance()["machine"]["id"], device=fp.device,
+            cpu_threads=self.ctx.threads or os.cpu_count(), precomputed=inst.precomputed, queries=n,
+            prepare_s=round(prepare_s, 3), index_build_s=fp.build_seconds, rank_s=round(rank_s, 4),
+            qps=None if inst.precomputed else round(n / rank_s, 3) if rank_s > 0 else None,
+            latency_ms=latency, index_bytes=fp.index_bytes, model_bytes=fp.model_bytes, params=fp.params,
+            dtype=fp.dtype, memory=mem.as_dict(), other_load_cores=load.cores, ranker_stats=stats,
+            reranking=reranking).as_json()
         describe = {"what": "run", "ranker": ranker, "dataset": dataset.name, "k": k, "efficiency": eff}
         with self.cache.build("runs", key, describe, replace=self.force) as folder:
             write_trec_run(run, folder / "run.trec.gz", tag=ranker)

@@ -207,3 +207,32 @@ def test_a_result_without_its_run_in_this_cache_is_reproduced(sample_config, tmp
     assert [o.status for o in out] == ["ran"]
     after = json.loads(result_path(reports, "s", "bm25s", "sample").read_text())
     assert after["measures"] == before["measures"]
+
+
+@pytest.mark.golden
+def test_every_committed_efficiency_record_reads_into_the_typed_record_and_back():
+    """harness.results.Efficiency is the one shape of a result's "efficiency": every committed
+    result, old and new, reads into it and writes back the same JSON."""
+    from harness.results import Efficiency
+
+    results = [json.loads(p.read_text()) for p in (ROOT / "reports" / "results").glob("*/*.json")]
+    ok = [r for r in results if r["status"] == "ok"]
+    assert len(ok) > 100
+    for r in ok:
+        assert Efficiency.from_json(r["efficiency"]).as_json() == r["efficiency"], (r["suite"], r["ranker"])
+    reranking = [r for r in ok if Efficiency.from_json(r["efficiency"]).reranking is not None]
+    assert reranking and all(r["ranker_config"]["first_stage"] for r in reranking)
+
+
+def test_a_fresh_efficiency_record_is_the_typed_one(toy, capsys, tmp_path, monkeypatch):
+    from harness.results import Efficiency
+
+    monkeypatch.setenv("RANKBENCH_HOME", str(tmp_path / "home"))
+    assert toy.cli("run", "s", "--no-progress", "--no-report", capsys=capsys)[0] == 0
+    for ranker in ("first", "bm25s", "random-first"):
+        eff = json.loads(result_path(toy.reports, "s", ranker, "toy").read_text())["efficiency"]
+        typed = Efficiency.from_json(eff)
+        assert typed.as_json() == eff and typed.machine and typed.memory["memory_method"]
+        assert (typed.reranking is not None) == (ranker == "random-first")
+        if typed.reranking:
+            assert typed.reranking.first_stage["ranker"] == "first" and typed.reranking.pairs > 0
