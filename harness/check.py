@@ -8,7 +8,6 @@ Latency is compared only on the machine that set the baseline; elsewhere it is S
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,15 +43,12 @@ class Verdict:
 def read_baselines(reports: Path) -> dict:
     """reports/baselines.toml, its shape checked: [SUITE.machine] id, and [SUITE.cells."R/D"]
     tables of numbers. An error names the file and the key."""
-    from .files import read_text
+    from .files import read_toml
 
     path = reports / BASELINES
     if not path.exists():
         return {}
-    try:
-        data = tomllib.loads(read_text(path))
-    except tomllib.TOMLDecodeError as e:
-        raise DataError(f"{path}: {e}") from None
+    data = read_toml(path)
     for suite, table in data.items():
         w = f"{path}: [{suite}]"
         if not isinstance(table, dict):

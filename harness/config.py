@@ -7,7 +7,6 @@ its kind's ``Params`` dataclass.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -160,12 +159,9 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found (run from the project root or pass --config)")
-    from .files import read_text
+    from .files import read_toml
 
-    try:
-        raw = tomllib.loads(read_text(path))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: {e}") from None
+    raw = read_toml(path, ConfigError)
     return parse_config(raw, path)
 
 

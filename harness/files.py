@@ -120,6 +120,17 @@ def read_text(path: Path) -> str:
     return "".join(line for _, line in read_lines(path))
 
 
+def read_toml(path: Path, error: type[Exception] = DataError) -> dict:
+    """A TOML file, read with read_text's checks; a syntax error is ``error`` naming the file and
+    tomllib's line and column."""
+    import tomllib
+
+    try:
+        return tomllib.loads(read_text(path))
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{path}: {e}") from None
+
+
 def open_text(path: Path) -> io.TextIOBase:
     """The file's text as a stream (read whole and checked first: see read_lines)."""
     return io.StringIO(read_text(path))

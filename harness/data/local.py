@@ -4,14 +4,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Mapping
 
 from ..conventions import get_conventions
 from ..errors import ConfigError, DataError, unknown
-from ..files import atomic_write_bytes, read_lines, read_text, sha256_file
+from ..files import atomic_write_bytes, read_lines, read_toml, sha256_file
 from ..types import Doc, Qrels, Queries, Run, bad_id, read_trec_run
 from .base import Dataset, DatasetSpec, _digest, check_run_file
 
@@ -124,10 +123,7 @@ class LocalDataset(Dataset):
         path = self.folder / "dataset.toml"
         if not path.exists():
             return {}
-        try:
-            meta = tomllib.loads(read_text(path))
-        except tomllib.TOMLDecodeError as e:
-            raise DataError(f"{path}: {e}") from None
+        meta = read_toml(path)
         for key, value in meta.items():
             if key not in _META_KEYS:
                 raise DataError(f"{path}: " + unknown("key", key, _META_KEYS))
