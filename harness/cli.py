@@ -333,6 +333,8 @@ def cmd_validate(args) -> int:
     from .cache import rankbench_home
     from .check import read_baselines
     from .data import check_run_file, open_dataset
+    from rankers.runfile import run_file_path
+
     from .types import read_trec_run
 
     config, reports = _load(args)
@@ -367,8 +369,7 @@ def cmd_validate(args) -> int:
                 ds = opened[d]
                 if config.dataset(d).scheme != "local":
                     continue
-                p = Path(path_param.replace("{dataset}", d)).expanduser()
-                p = p if p.is_absolute() else config.root / p
+                p = run_file_path(path_param, d, config.root)
                 if p.exists():
                     run = check_run_file(read_trec_run(p), p, ds)
                     print(f"  {rname:<16} OK  {p}: {len(run)} queries of {d}")

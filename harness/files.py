@@ -131,11 +131,6 @@ def read_toml(path: Path, error: type[Exception] = DataError) -> dict:
         raise error(f"{path}: {e}") from None
 
 
-def open_text(path: Path) -> io.TextIOBase:
-    """The file's text as a stream (read whole and checked first: see read_lines)."""
-    return io.StringIO(read_text(path))
-
-
 # ---------------------------------------------------------------------------------------------
 # modes and temporary names
 

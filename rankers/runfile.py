@@ -17,6 +17,12 @@ class RunParams:
     path: str | None = None    # or a file; "{dataset}" is replaced by the dataset's name
 
 
+def run_file_path(path: str, dataset: str, root: Path) -> Path:
+    """Where ``path = "..."`` points for a dataset: "{dataset}" replaced, relative to the config."""
+    p = Path(path.replace("{dataset}", dataset)).expanduser()
+    return p if p.is_absolute() else root / p
+
+
 class RunFile(Ranker):
     kind = "run"
     Params = RunParams
@@ -31,8 +37,7 @@ class RunFile(Ranker):
                               f"shipped with the dataset>\" or path = \"<file>\"")
 
     def _path(self, dataset) -> Path:
-        path = Path(self.params.path.replace("{dataset}", dataset.name)).expanduser()
-        return path if path.is_absolute() else self.ctx.root / path
+        return run_file_path(self.params.path, dataset.name, self.ctx.root)
 
     def applies_to(self, dataset, reranking):
         if reranking:

@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import DataError
-from ..files import atomic_write_bytes, open_text
+from ..files import atomic_write_bytes, read_text
 from .base import DatasetSpec
 from .local import LocalDataset
 
@@ -38,8 +38,7 @@ def seed_irds(irds_id: str, local: Path, home: Path) -> list[str]:
             tmp = target.with_suffix(".zip.tmp")
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
                 for arc, path in members.items():
-                    with open_text(path) as f:
-                        z.writestr(f"{name}/{arc}", f.read().encode("utf-8"))
+                    z.writestr(f"{name}/{arc}", read_text(path).encode("utf-8"))
             os.replace(tmp, target)
             written.append(str(target))
         return written
