@@ -40,6 +40,15 @@ class RankerSpec:
     first_stage: str | None = None
     depth: int | None = None
     description: str = ""
+    cls: type | None = field(default=None, compare=False, repr=False)   # a class handed to the API, not named by kind
+
+    def ranker_class(self) -> type:
+        """The Ranker class of this ranker's kind."""
+        if self.cls is not None:
+            return self.cls
+        from rankers import load_kind
+
+        return load_kind(self.kind, f"[rankers.{self.name}]")
 
 
 @dataclass(frozen=True)
@@ -121,8 +130,6 @@ class Config:
 
     def closure(self, ranker: str) -> list[RankerSpec]:
         """The ranker and every ranker it is built on: first stages and members (fusion), each once."""
-        from rankers import load_kind
-
         out: list[RankerSpec] = []
         todo = [ranker]
         while todo:
@@ -132,7 +139,7 @@ class Config:
             spec = self.ranker(name)
             out.append(spec)
             todo += ([spec.first_stage] if spec.first_stage else [])
-            todo += list(load_kind(spec.kind).references(spec.params, name))
+            todo += list(spec.ranker_class().references(spec.params, name))
         return out
 
     def chain(self, ranker: str) -> list[RankerSpec]:
@@ -293,6 +300,30 @@ def _measure_ref(value: Any, sets: Mapping[str, tuple[str, ...]], where: str) ->
     return ms
 
 
+def ranker_spec(name: str, kind: str, cls: type, table: Mapping, known: Mapping, where: str,
+                keep_class: bool = False) -> RankerSpec:
+    """One ranker's table (without its kind) checked against its class: parameters, first stage
+    (one of ``known``) and depth."""
+    table = dict(table)
+    first_stage = table.pop("first_stage", None)
+    depth = table.pop("depth", None)
+    description = table.pop("description", "")
+    params = build_params(cls.Params, table, where)
+    if first_stage is not None:
+        if first_stage not in known:
+            raise ConfigError(unknown("first_stage ranker", str(first_stage), known, where))
+        if not cls.reranks:
+            raise ConfigError(f"{where}: kind {kind!r} cannot rerank, so it cannot have a first_stage")
+        if depth is None:
+            depth = 100
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ConfigError(f"{where}: depth must be a positive integer, found {depth!r}")
+    elif depth is not None:
+        raise ConfigError(f"{where}: depth needs a first_stage to cut")
+    return RankerSpec(name=name, kind=kind, params=params, first_stage=first_stage, depth=depth,
+                      description=description, cls=cls if keep_class else None)
+
+
 def _parse_rankers(tables: Mapping, where: str) -> dict[str, RankerSpec]:
     from rankers import load_kind
 
@@ -306,29 +337,12 @@ def _parse_rankers(tables: Mapping, where: str) -> dict[str, RankerSpec]:
         if "kind" not in table:
             raise ConfigError(f"{w}: needs kind = \"...\"")
         kind = table.pop("kind")
-        first_stage = table.pop("first_stage", None)
-        depth = table.pop("depth", None)
-        description = table.pop("description", "")
-        cls = load_kind(kind, w)
-        params = build_params(cls.Params, table, w)
-        if first_stage is not None:
-            if first_stage not in tables:
-                raise ConfigError(unknown("first_stage ranker", str(first_stage), tables, w))
-            if not cls.reranks:
-                raise ConfigError(f"{w}: kind {kind!r} cannot rerank, so it cannot have a first_stage")
-            if depth is None:
-                depth = 100
-            if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-                raise ConfigError(f"{w}: depth must be a positive integer, found {depth!r}")
-        elif depth is not None:
-            raise ConfigError(f"{w}: depth needs a first_stage to cut")
-        out[name] = RankerSpec(name=name, kind=kind, params=params, first_stage=first_stage,
-                               depth=depth, description=description)
+        out[name] = ranker_spec(name, kind, load_kind(kind, w), table, tables, w)
     # Edges: a ranker's first stage and the rankers it is built on (a fusion's members).
     edges: dict[str, tuple[str, ...]] = {}
     for name, spec in out.items():
         w = f"{where} [rankers.{name}]"
-        cls = load_kind(spec.kind, w)
+        cls = spec.ranker_class()
         refs = cls.references(spec.params, w)
         for r in refs:
             if r not in out:
@@ -346,3 +360,31 @@ def _parse_rankers(tables: Mapping, where: str) -> dict[str, RankerSpec]:
     for name in out:
         visit(name, ())
     return out
+
+
+def with_ranker(config: Config, name: str, kind: "str | type", table: Mapping) -> Config:
+    """The config with one more ranker (the Python API's ``add_ranker``), checked as bench.toml's
+    rankers are. ``kind`` is a kind name, a "module:Class" path, or a Ranker class itself."""
+    from rankers import load_kind
+    from rankers.base import Ranker
+
+    where = f"ranker {name!r}"
+    _name(name, where)
+    if name in config.rankers:
+        raise ConfigError(f"{where}: {config.path} already has a ranker of that name")
+    if isinstance(kind, type):
+        if not issubclass(kind, Ranker):
+            raise ConfigError(f"{where}: {kind.__qualname__} is not a ranker: subclass rankers.base.Ranker "
+                              f"(or PairScorer, to score pairs)")
+        cls, kind_name = kind, kind.kind or f"{kind.__module__}:{kind.__qualname__}"
+    elif isinstance(kind, str):
+        cls, kind_name = load_kind(kind, where), kind
+    else:
+        raise ConfigError(f"{where}: kind must be a kind name, \"module:Class\" or a Ranker class, found {kind!r}")
+    spec = ranker_spec(name, kind_name, cls, table, config.rankers, where, keep_class=isinstance(kind, type))
+    for r in cls.references(spec.params, where):
+        if r not in config.rankers:
+            raise ConfigError(unknown("ranker", r, config.rankers, f"{where} {cls.references_key}"))
+    rankers = {**config.rankers, name: spec}
+    cls.check_references(spec.params, rankers, where)
+    return dataclasses.replace(config, rankers=rankers)

@@ -20,11 +20,12 @@ from typing import Callable, Iterable, Mapping
 from . import CODE_VERSION
 from .cache import Cache, fingerprint
 from .config import Config, Settings, SuiteSpec
-from .data import Dataset, open_dataset
-from .errors import ConfigError, DataError, RankbenchError
+from .data import Dataset
+from .errors import DataError, RankbenchError
 from .files import atomic_write_text, check_writable, sweep_stale
 from .measures import evaluate
 from .memory import OtherLoad, PeakMemory
+from .pipeline import Pipeline, RankerSet, check_run, first_stage_k
 from .provenance import provenance
 from .results import Efficiency, Reranking, read_result, result_path
 from .types import Run, drop_self_hits, read_trec_run, top_k, write_trec_run
@@ -55,177 +56,70 @@ def percentile(values: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-class ContractError(RankbenchError):
-    """A ranker's output breaks the contract every ranker keeps (a bug in that ranker)."""
-
-
-def check_run(run: Run, queries: Iterable[str], candidates: Run | None, k: int, who: str,
-              corpus: Mapping | None = None) -> None:
-    """What every ranker's output must satisfy; a violation is a bug in the ranker. ``corpus``
-    (the dataset's doc ids, when at hand): every returned document must be one of them."""
-    qset = set(queries)
-    for qid, docs in run.items():
-        if qid not in qset:
-            raise ContractError(f"{who} returned query {qid!r}, which it was not asked")
-        if not isinstance(docs, dict):
-            raise ContractError(f"{who}: query {qid!r} maps to {type(docs).__name__}, not dict")
-        if len(docs) > k:
-            raise ContractError(f"{who}: query {qid!r} has {len(docs)} docs, more than k={k}")
-        allowed = candidates.get(qid, {}) if candidates is not None else None
-        for d, s in docs.items():
-            if not isinstance(d, str) or not isinstance(s, float) or not math.isfinite(s):
-                raise ContractError(f"{who}: query {qid!r} doc {d!r} has score {s!r} (need a finite float)")
-            if allowed is not None and d not in allowed:
-                raise ContractError(f"{who}: reranking query {qid!r} returned doc {d!r}, "
-                                    f"which is not among its candidates")
-            if corpus is not None and d not in corpus:
-                raise ContractError(f"{who}: query {qid!r} returned doc {d!r}, which is not in the corpus")
-
-
 class Runner:
+    """A suite's cells: each (ranker, dataset) run through its Pipeline, cached by content, and
+    written as a result JSON. The rankers themselves live in a ``RankerSet`` (``self.rankers``)."""
+
     def __init__(self, config: Config, reports: Path, cache: Cache | None = None, progress: bool = True,
                  force: bool = False, threads: int = 0, log: Callable[[str], None] | None = None):
-        from rankers.base import Context
+        from training.recipes import TrainedModels
 
         self.config = config
         self.reports = Path(reports)
         self.cache = cache or Cache()
         self.force = force
-        from training.recipes import TrainedModels
-
-        self.models = TrainedModels(self)
-        self.ctx = Context(cache=self.cache, root=config.root, seed=config.settings.seed, progress=progress,
-                           threads=threads, models=self.models, chains=self)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self._instances: dict[str, object] = {}
-        self._datasets: dict[str, Dataset] = {}
-        self._prepared: set[tuple[str, str]] = set()
+        self.models = TrainedModels(self)
+        self.rankers = RankerSet(config, self.cache, progress=progress, threads=threads, models=self.models,
+                                 log=self.log)
+        self.rankers.cached_runs = self._member_cached_run
+        self.ctx = self.rankers.ctx
         self._provenance: dict | None = None
-        self._fingerprints: dict[tuple[str, str], str] = {}   # (ranker, dataset) -> chain fingerprint
-        self._settings: Settings = config.settings   # the suite's, while a cell runs
-        self._live = 0                               # > 0 inside live_rank: nothing comes from the cache
 
-    # -- building blocks -------------------------------------------------------------------------
+    # -- what training and the CLI ask (the RankerSet's, by name) -----------------------------------
 
     def dataset(self, name: str) -> Dataset:
-        if name not in self._datasets:
-            self._datasets[name] = open_dataset(self.config.dataset(name), self.config.root)
-        return self._datasets[name]
+        return self.rankers.dataset(name)
 
     def instance(self, name: str):
-        if name not in self._instances:
-            from rankers import load_kind
+        return self.rankers.instance(name)
 
-            spec = self.config.ranker(name)
-            cls = load_kind(spec.kind, f"[rankers.{name}]")
-            self._instances[name] = cls(name, spec.params, self.ctx)
-        return self._instances[name]
+    def pipeline(self, name: str) -> Pipeline:
+        return self.rankers.pipeline(name)
+
+    def applicability(self, ranker: str, dataset: Dataset) -> str | None:
+        return self.rankers.applicability(ranker, dataset)
+
+    def chain_fingerprint(self, ranker: str, dataset: Dataset) -> str:
+        return self.rankers.chain_fingerprint(ranker, dataset)
+
+    def member_rerank(self, ranker: str, dataset: Dataset, queries: Mapping[str, str],
+                      candidates: Run) -> tuple[Run, dict]:
+        return self.rankers.member_rerank(ranker, dataset, queries, candidates)
 
     def measures_for(self, suite: SuiteSpec, ds_name: str) -> list[str]:
         dataset = self.dataset(ds_name)
         base = suite.measures.get(ds_name) or suite.default_measures or dataset.conventions.measures
         return list(dict.fromkeys(tuple(base) + tuple(suite.extra_measures)))
 
-    def applicability(self, ranker: str, dataset: Dataset) -> str | None:
-        spec = self.config.ranker(ranker)
-        reason = self.instance(ranker).applies_to(dataset, reranking=spec.first_stage is not None)
-        if reason is None and spec.first_stage is not None:
-            inner = self.applicability(spec.first_stage, dataset)
-            if inner is not None:
-                reason = f"first stage {spec.first_stage}: {inner}"
-        if reason is None:
-            from rankers import load_kind
-
-            cls = load_kind(spec.kind)
-            for member in (cls.references(spec.params, ranker) if cls.runs_references else ()):
-                inner = self.applicability(member, dataset)
-                if inner is not None:
-                    return f"member {member}: {inner}"
-        return reason
-
-    def chain_fingerprint(self, ranker: str, dataset: Dataset) -> str:
-        """Computed once per (ranker, dataset) in a run: it hashes model folders."""
-        memo = (ranker, dataset.name)
-        if memo not in self._fingerprints:
-            spec = self.config.ranker(ranker)
-            inputs = self.instance(ranker).fingerprint_inputs(dataset)
-            if spec.first_stage is not None:
-                inputs = {"stage": inputs, "depth": spec.depth,
-                          "first_stage": self.chain_fingerprint(spec.first_stage, dataset)}
-            self._fingerprints[memo] = fingerprint(inputs)
-        return self._fingerprints[memo]
-
     def run_key(self, ranker: str, dataset: Dataset, k: int) -> str:
         return fingerprint({"chain": self.chain_fingerprint(ranker, dataset), "dataset": dataset.fingerprint(),
                             "k": k, "code": CODE_VERSION})
 
-    def _first_stage_k(self, depth: int, settings: Settings) -> int:
-        return max(depth, settings.k)
-
-    def prepare(self, ranker: str, dataset: Dataset) -> float:
-        """Prepare a ranker (and its first stages) for a dataset once; returns seconds spent."""
-        spec = self.config.ranker(ranker)
-        spent = 0.0
-        if spec.first_stage is not None:
-            spent += self.prepare(spec.first_stage, dataset)
-        if (ranker, dataset.name) not in self._prepared:
-            t0 = time.perf_counter()
-            self.instance(ranker).prepare(dataset, reranking=spec.first_stage is not None)
-            spent += time.perf_counter() - t0
-            self._prepared.add((ranker, dataset.name))
-        return spent
-
-    def live_rank(self, ranker: str, dataset: Dataset, queries: dict[str, str], k: int, settings: Settings) -> Run:
-        """Rank through the whole chain, nothing cached: what serving one request costs."""
-        spec = self.config.ranker(ranker)
-        candidates = None
-        self._live += 1
-        try:
-            if spec.first_stage is not None:
-                first = self.live_rank(spec.first_stage, dataset, queries,
-                                       self._first_stage_k(spec.depth, settings), settings)
-                candidates = top_k(first, spec.depth)
-            return self.instance(ranker).rank(queries, candidates, k)
-        finally:
-            self._live -= 1
-
-    # -- for rankers built on other rankers (fusion) -----------------------------------------------
-
-    def member_run(self, ranker: str, dataset: Dataset, queries: Mapping[str, str], k: int) -> tuple[Run, dict]:
-        """Another ranker's run for these queries and what it cost: live inside a latency measurement,
-        otherwise from the cache with the efficiency recorded when it ran."""
-        if self._live:
-            self.prepare(ranker, dataset)   # its run may have come from the cache, unprepared
-            t0 = time.perf_counter()
-            run = self.live_rank(ranker, dataset, dict(queries), k, self._settings)
-            return run, {"rank_s": time.perf_counter() - t0}
-        run, eff, _ = self.get_run(ranker, dataset, k, self._settings)
-        return {q: run.get(q, {}) for q in queries}, eff
-
-    def member_rerank(self, ranker: str, dataset: Dataset, queries: Mapping[str, str],
-                      candidates: Run) -> tuple[Run, dict]:
-        """Another ranker's final stage scoring given candidates (all of them)."""
-        inst = self.instance(ranker)
-        if not inst.reranks:
-            raise ConfigError(f"ranker {ranker} ({inst.kind}) cannot score given candidates, so it "
-                              f"cannot be a fusion member that reranks")
-        if (ranker, dataset.name) not in self._prepared:
-            inst.prepare(dataset, reranking=True)
-            self._prepared.add((ranker, dataset.name))
-        depth = max((len(v) for v in candidates.values()), default=1)
-        t0 = time.perf_counter()
-        run = inst.rank(queries, candidates, depth)
-        return run, {"rank_s": time.perf_counter() - t0, "pairs": sum(len(v) for v in candidates.values())}
+    def _member_cached_run(self, ranker: str, dataset: Dataset, k: int) -> tuple[Run, dict]:
+        run, eff, _ = self.get_run(ranker, dataset, k, self.rankers.settings)
+        return run, eff
 
     # -- runs --------------------------------------------------------------------------------------
 
     def get_run(self, ranker: str, dataset: Dataset, k: int, settings: Settings) -> tuple[Run, dict, str]:
         """The ranker's run on the dataset (cached or computed now), its efficiency, and how."""
-        outer, self._settings = self._settings, settings   # what a fusion's members run with
+        rs = self.rankers
+        outer, rs.settings = rs.settings, settings   # what a fusion's members and first stages run with
         try:
             return self._get_run(ranker, dataset, k, settings)
         finally:
-            self._settings = outer
+            rs.settings = outer
 
     def _get_run(self, ranker: str, dataset: Dataset, k: int, settings: Settings) -> tuple[Run, dict, str]:
         key = self.run_key(ranker, dataset, k)
@@ -239,18 +133,18 @@ class Runner:
             except (RankbenchError, OSError, ValueError, KeyError) as e:
                 self.cache.quarantine("runs", key, f"the run of {ranker} on {dataset.name} could not be "
                                                    f"read back: {e}")
-        spec = self.config.ranker(ranker)
-        inst = self.instance(ranker)
+        pipe = self.pipeline(ranker)
+        spec, inst = pipe.spec, pipe.ranker
         queries = dataset.queries()
         candidates, first_eff = None, None
         if spec.first_stage is not None:
             first_run, first_eff, _ = self.get_run(spec.first_stage, dataset,
-                                                   self._first_stage_k(spec.depth, settings), settings)
+                                                   first_stage_k(spec.depth, settings), settings)
             candidates = top_k(first_run, spec.depth)
         with PeakMemory() as mem, OtherLoad() as load:
-            prepare_s = self.prepare(ranker, dataset)
+            prepare_s = pipe.prepare(dataset)
             t0 = time.perf_counter()
-            run = inst.rank(queries, candidates, k)
+            run = pipe.rank_stage(queries, candidates, k, check=False)
             rank_s = time.perf_counter() - t0
             check_run(run, queries, candidates, k, f"ranker {ranker} ({spec.kind})", dataset.doc_ids())
             stats = inst.run_stats()
@@ -297,12 +191,14 @@ class Runner:
         qids = sorted(queries)
         rng = random.Random(settings.seed)
         sample = rng.sample(qids, min(settings.latency_queries, len(qids)))
+        pipe = self.pipeline(ranker)
+        pipe.prepare(dataset)
         for qid in sample[: settings.latency_warmup]:
-            self.live_rank(ranker, dataset, {qid: queries[qid]}, k, settings)
+            pipe.rank({qid: queries[qid]}, k, check=False)
         times = []
         for qid in sample:
             t0 = time.perf_counter()
-            self.live_rank(ranker, dataset, {qid: queries[qid]}, k, settings)
+            pipe.rank({qid: queries[qid]}, k, check=False)
             times.append((time.perf_counter() - t0) * 1000)
         scope = "end to end"
         chain = self.config.chain(ranker)
@@ -396,7 +292,7 @@ class Runner:
             detail = f": {out.message}" if out.message else ""
             self.log(f"{prefix}: {out.status} ({out.seconds:.1f} s){detail}")
             if i < len(cells) and cells[i][1] != d:
-                self._release(d)
+                self.rankers.release(d)
         return outcomes
 
     def preflight(self, suite_name: str) -> None:
@@ -406,13 +302,6 @@ class Runner:
         folder = check_writable(self.reports / "results" / suite_name, "results folder")
         for gone in self.cache.sweep() + sweep_stale(folder):
             self.log(f"removed {gone}, left by an interrupted run")
-
-    def _release(self, ds_name: str) -> None:
-        """Free what rankers hold for a dataset once the suite has moved past it."""
-        for name, inst in self._instances.items():
-            if (name, ds_name) in self._prepared:
-                inst.close()
-                self._prepared.discard((name, ds_name))
 
 
 def _params(params) -> dict:

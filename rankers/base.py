@@ -10,11 +10,13 @@ config never loads torch.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Protocol, Sequence
 
-from harness.errors import RankerUnavailable
+from harness.errors import RankbenchError, RankerUnavailable
 from harness.params import as_dict
 
 if TYPE_CHECKING:
@@ -40,6 +42,48 @@ class Footprint:
     build_seconds: float | None = None   # building the index / encoding the corpus, when it was built
 
 
+class Rankers(Protocol):
+    """What a ranker built on other rankers of the config (a fusion's members, an ONNX model's
+    source) may ask the harness: the config's other rankers, by name. The harness implements it
+    (``harness.pipeline.RankerSet``); rankers never see the Runner."""
+
+    config: Any               # harness.config.Config
+
+    def instance(self, name: str) -> "Ranker": ...
+
+    def chain_fingerprint(self, name: str, dataset: "Dataset") -> str: ...
+
+    def member_run(self, name: str, dataset: "Dataset", queries: Mapping[str, str], k: int) -> tuple["Run", dict]:
+        """That ranker's whole chain ranking these queries (live, or its cached run in a benchmark)
+        and what it cost (``rank_s``, and its efficiency record when cached)."""
+
+    def member_rerank(self, name: str, dataset: "Dataset", queries: Mapping[str, str],
+                      candidates: "Run") -> tuple["Run", dict]:
+        """That ranker's final stage scoring the given candidates (all of them)."""
+
+    def footprints(self, name: str) -> list["Footprint"]:
+        """The footprint of each stage of that ranker's chain."""
+
+    def dataset(self, name: str) -> "Dataset": ...
+
+    def log(self, msg: str) -> None: ...
+
+
+class Models(Protocol):
+    """Resolves ``model = "recipe:NAME"`` references: models the harness trains
+    (``training.recipes.TrainedModels``)."""
+
+    guard: Any                # training.guard.LeakageGuard: what may be learnt or calibrated from
+
+    def identity(self, recipe: str) -> str: ...
+
+    def path(self, recipe: str) -> Path:
+        """The trained model's folder (trained first when missing: the prepare phase's work)."""
+
+    def training_data(self, recipe: str) -> Any:
+        """The recipe's training examples (training.data.TrainingData)."""
+
+
 @dataclass(frozen=True)
 class Context:
     """What the harness hands every ranker."""
@@ -49,8 +93,34 @@ class Context:
     seed: int = 42
     progress: bool = True
     threads: int = 0          # 0: the library's default (all cores)
-    models: Any = None        # resolves "recipe:NAME" model references (training.recipes.TrainedModels)
-    chains: Any = None        # the runner: other rankers' runs and instances, for kinds built on them (fusion)
+    models: Models | None = None     # "recipe:NAME" models (training.recipes.TrainedModels)
+    rankers: Rankers | None = None   # the config's other rankers, for kinds built on them (fusion, onnx)
+
+
+class PrepareError(RankbenchError):
+    """Something that belongs to the prepare phase (training a model, exporting one) was asked for
+    while ranking: a bug in the ranker that asked, or a pipeline that was not prepared."""
+
+
+_RANKING: ContextVar[str | None] = ContextVar("rankbench_ranking", default=None)
+
+
+@contextmanager
+def ranking(who: str) -> Iterator[None]:
+    """Marks ranking time: training or exporting a model inside it is a PrepareError."""
+    token = _RANKING.set(who)
+    try:
+        yield
+    finally:
+        _RANKING.reset(token)
+
+
+def refuse_while_ranking(what: str) -> None:
+    """Called where a model is built (trained, exported): those belong to the prepare phase."""
+    who = _RANKING.get()
+    if who is not None:
+        raise PrepareError(f"{what} was asked for while {who} was ranking: models are trained and "
+                           f"exported in the prepare phase (Pipeline.prepare), never inside rank or score")
 
 
 def require(module: str, extra: str, what: str):
@@ -73,6 +143,7 @@ class Ranker:
     reranks: ClassVar[bool] = False              # can order given candidates
     precomputed: ClassVar[bool] = False          # output read from a file: latency is meaningless
     runs_references: ClassVar[bool] = True       # False: referenced rankers lend a model, their chains never run
+    new_queries: ClassVar[bool] = True           # False: it only knows the dataset's own queries (a run file, the qrels)
     references_key: ClassVar[str] = "members"    # the parameter that names them (in error messages)
     batch_invariant: bool = True                 # a pair's score does not depend on what else is in its batch
 
@@ -99,7 +170,10 @@ class Ranker:
         """Everything that determines this ranker's output on a dataset, except the dataset's
         own fingerprint (queries, qrels, corpus), which the harness adds."""
         params = {k: v for k, v in as_dict(self.params).items() if k not in self.OPERATIONAL}
-        return {"kind": self.kind, "version": self.VERSION, "params": params, **self.model_identity()}
+        out = {"kind": self.kind, "version": self.VERSION, "params": params, **self.model_identity()}
+        if not type(self).__module__.startswith("rankers."):
+            out["code"] = _code_identity(type(self))    # a user's own kind: a code change is a new run
+        return out
 
     @classmethod
     def references(cls, params: Any, where: str) -> tuple[str, ...]:
@@ -114,6 +188,10 @@ class Ranker:
         """Hashes of model files, for rankers that load one."""
         return {}
 
+    def resolve_models(self) -> None:
+        """The prepare phase's first step: find, train or export every model this ranker loads
+        (Hub id, local folder, ``recipe:NAME``, ONNX export), before any ranking starts."""
+
     @property
     def recipe(self) -> str | None:
         """The bench.toml recipe that trains this ranker's model (``model = "recipe:NAME"``), if any."""
@@ -121,7 +199,7 @@ class Ranker:
 
         return recipe_of(self.params)
 
-    def trained_models(self):
+    def trained_models(self) -> Models:
         """The harness's trained models (``training.recipes.TrainedModels``)."""
         if self.ctx.models is None:
             raise RankerUnavailable(f"ranker {self.name}: model {getattr(self.params, 'model', '?')!r} is trained "
@@ -186,3 +264,20 @@ class PairScorer(Ranker):
             run[qid][did] = float(s)
         return {qid: dict(ranked(docs_)[:k]) for qid, docs_ in run.items()}
 
+
+
+def _code_identity(cls: type) -> str:
+    """A hash of the source of a kind defined outside this package (and of its bases up to the
+    package's own): its results are cached by what its code says, not by its name alone."""
+    import hashlib
+    import inspect
+
+    h = hashlib.sha256()
+    for c in cls.__mro__:
+        if c.__module__.startswith("rankers.") or c is object:
+            break
+        try:
+            h.update(inspect.getsource(c).encode())
+        except (OSError, TypeError):        # defined in a REPL: its name and version only
+            h.update(f"{c.__module__}:{c.__qualname__}".encode())
+    return h.hexdigest()[:16]

@@ -83,6 +83,9 @@ class BiEncoder(Ranker):
             return {"recipe": self.trained_models().identity(self.recipe)}
         return self.resolved.identity()
 
+    def resolve_models(self) -> None:
+        _ = self.resolved
+
     def _params_for_index(self) -> dict:
         p = self.params
         return {"max_length": p.max_length, "doc_prefix": p.doc_prefix, "normalize": p.normalize,

@@ -123,6 +123,9 @@ class CrossEncoderRanker(PairScorer):
                 self._path = resolve_model(self.params.model).path
         return self._path
 
+    def resolve_models(self) -> None:
+        _ = self.path
+
     @property
     def model(self):
         if self.params.threads or self.ctx.threads:

@@ -2,8 +2,9 @@
 reciprocal rank fusion.
 
 As a retriever (no first_stage) it fuses its members' runs, each member a whole chain from
-bench.toml; the runner hands over cached runs, so fusing costs nothing new, and the time reported
-is the members' own. Given candidates (a first_stage, or a recipe asking a fused teacher for
+bench.toml; in a benchmark the members' cached runs are fused, so fusing costs nothing new, and the
+time reported is the members' own; a query the dataset does not have (``Pipeline.search``) is ranked
+live by every member. Given candidates (a first_stage, or a recipe asking a fused teacher for
 scores on training candidates) each member's final stage scores those candidates.
 
     [rankers.teacher]
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Mapping
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, RankerUnavailable
 from harness.params import ranged
 from harness.types import Run, ranked
 
@@ -87,16 +88,17 @@ class Fusion(Ranker):
         as a retriever it only fuses the members' runs."""
         return None
 
-    def _chains(self):
-        chains = self.ctx.chains
-        if chains is None:
-            raise RuntimeError("a fusion ranker needs the harness runner (Context.chains) to reach its members")
-        return chains
+    def _rankers(self):
+        rankers = self.ctx.rankers
+        if rankers is None:
+            raise RankerUnavailable(f"ranker {self.name}: a fusion reaches its members through the config's "
+                                    f"rankers (Context.rankers): build it with harness.pipeline.RankerSet")
+        return rankers
 
     def fingerprint_inputs(self, dataset) -> dict:
         base = super().fingerprint_inputs(dataset)
-        chains = self._chains()
-        base["members"] = {m: chains.chain_fingerprint(m, dataset) for m in self.params.members}
+        rankers = self._rankers()
+        base["members"] = {m: rankers.chain_fingerprint(m, dataset) for m in self.params.members}
         return base
 
     def prepare(self, dataset, reranking=False):
@@ -104,14 +106,14 @@ class Fusion(Ranker):
         self._stats: dict = {}
 
     def rank(self, queries: Mapping[str, str], candidates: Run | None, k: int) -> Run:
-        chains = self._chains()
+        rankers = self._rankers()
         runs: dict[str, Run] = {}
         costs: dict[str, dict] = {}
         for name in self.params.members:
             if candidates is None:
-                runs[name], costs[name] = chains.member_run(name, self.dataset, queries, k)
+                runs[name], costs[name] = rankers.member_run(name, self.dataset, queries, k)
             else:
-                runs[name], costs[name] = chains.member_rerank(name, self.dataset, queries, candidates)
+                runs[name], costs[name] = rankers.member_rerank(name, self.dataset, queries, candidates)
         self._stats = self._cost(costs, len(queries))
         fused = fuse(runs, self.params.members, self.params.normalize, k, self.params.rrf_k)
         return {qid: fused.get(qid, {}) for qid in queries}
@@ -138,9 +140,8 @@ class Fusion(Ranker):
         return dict(getattr(self, "_stats", {}))
 
     def footprint(self) -> Footprint:
-        chains = self._chains()
-        prints = [chains.instance(s.name).footprint() for m in self.params.members
-                  for s in chains.config.chain(m)]
+        rankers = self._rankers()
+        prints = [p for m in self.params.members for p in rankers.footprints(m)]
         devices = sorted({p.device for p in prints})
         return Footprint(index_bytes=sum(p.index_bytes for p in prints),
                          model_bytes=sum(p.model_bytes for p in prints),

@@ -122,20 +122,21 @@ class OnnxRanker(Ranker):
 
     # -- the source and the exported model --------------------------------------------------------
 
-    def _chains(self):
-        if self.ctx.chains is None:
-            raise RankerUnavailable(f"ranker {self.name}: an onnx ranker needs the harness runner to reach "
-                                    f"its source {self.params.source!r}")
-        return self.ctx.chains
+    def _rankers(self):
+        if self.ctx.rankers is None:
+            raise RankerUnavailable(f"ranker {self.name}: an onnx ranker reaches its source {self.params.source!r} "
+                                    f"through the config's rankers (Context.rankers): build it with "
+                                    f"harness.pipeline.RankerSet")
+        return self.ctx.rankers
 
     @property
     def source(self):
         """The source ranker's instance (its model, its parameters)."""
-        return self._chains().instance(self.params.source)
+        return self._rankers().instance(self.params.source)
 
     @property
     def source_kind(self) -> str:
-        return self._chains().config.ranker(self.params.source).kind
+        return self._rankers().config.ranker(self.params.source).kind
 
     def export_identity(self) -> dict:
         """What the exported files depend on: the source model, the variant's settings, the
@@ -174,8 +175,14 @@ class OnnxRanker(Ranker):
             self._export = (folder, entry, key)
         return self._export[0], self._export[1]
 
+    def resolve_models(self) -> None:
+        self.export()
+
     def _build(self, folder: Path) -> None:
+        from .base import refuse_while_ranking
         from .onnx_export import export_model, quantize
+
+        refuse_while_ranking(f"the ONNX export of ranker {self.name}")
 
         src = self.source
         fp32 = folder / "model.fp32.onnx"
@@ -190,8 +197,7 @@ class OnnxRanker(Ranker):
                                                        indent=1, sort_keys=True, default=str) + "\n")
 
     def _log(self, msg: str) -> None:
-        log = getattr(self._chains(), "log", None)
-        (log or print)(f"[onnx {self.name}] {msg}")
+        self._rankers().log(f"[onnx {self.name}] {msg}")
 
     # -- calibration (int8-static) ----------------------------------------------------------------
 
@@ -202,17 +208,17 @@ class OnnxRanker(Ranker):
                 raise ConfigError(f"[rankers.{self.name}]: variant int8-static calibrates on the source's training "
                                   f"data, and {self.params.source} is not trained here: set calibration = \"DATASET\" "
                                   f"(a training split no suite using this ranker evaluates)")
-            return {"recipe": self._chains().models.identity(recipe)}
+            return {"recipe": self.trained_models().identity(recipe)}
         ds = self._calibration_dataset()
         return {"dataset": ds.fingerprint()}
 
     def _calibration_dataset(self):
-        chains = self._chains()
-        config = chains.config
+        rankers = self._rankers()
+        config = rankers.config
         name = self.params.calibration
-        ds = chains.dataset(name)
+        ds = rankers.dataset(name)
         users = {r for r in config.rankers if any(s.name == self.name for s in config.closure(r))}
-        twin = chains.models.guard.evaluated_twin(name, users)     # the one leakage guard (training.guard)
+        twin = self.trained_models().guard.evaluated_twin(name, users)     # the one leakage guard (training.guard)
         if twin is not None:
             raise ConfigError(f"[rankers.{self.name}]: calibration dataset {name} is evaluated by suite "
                               f"{twin[0]} ({twin[1]}), which uses this ranker; calibrate on a training split")
@@ -225,7 +231,7 @@ class OnnxRanker(Ranker):
         p = self.params
         pairs: list[tuple[str, str]] = []
         if p.calibration is None:
-            data = self._chains().models.training_data(self.source.recipe)
+            data = self.trained_models().training_data(self.source.recipe)
             for e in data.examples[:p.calibration_queries]:
                 docs = [e.positive] + list(e.negatives)
                 pairs += [(e.query, d) for d in docs[:p.calibration_depth]]
@@ -266,7 +272,7 @@ class OnnxRanker(Ranker):
     @property
     def inner(self):
         if self._inner is None:
-            src_spec = self._chains().config.ranker(self.params.source)
+            src_spec = self._rankers().config.ranker(self.params.source)
             cls = OnnxCrossEncoder if src_spec.kind == "cross-encoder" else OnnxBiEncoder
             self._inner = cls(self.name, src_spec.params, self.ctx, self)
         return self._inner

@@ -27,6 +27,7 @@ class RunFile(Ranker):
     kind = "run"
     Params = RunParams
     precomputed = True
+    new_queries = False       # it holds the ranking of its own queries only
 
     def __init__(self, name, params, ctx):
         super().__init__(name, params, ctx)

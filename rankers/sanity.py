@@ -20,6 +20,7 @@ class Oracle(Ranker):
 
     kind = "oracle"
     reranks = True
+    new_queries = False       # it orders by the judgments of the dataset's own queries
 
     def rank(self, queries: Mapping[str, str], candidates: Run | None, k: int) -> Run:
         qrels = self.dataset.qrels()

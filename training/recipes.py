@@ -137,6 +137,9 @@ class TrainedModels:
         hit = None if force else cache.get("models", key)
         if hit is not None:
             return hit / "model", json.loads((hit / "entry.json").read_text())
+        from rankers.base import refuse_while_ranking
+
+        refuse_while_ranking(f"training recipe {name}")
         spec = self.spec(name)
         workdir = cache.home / "training" / key[:2] / key
         workdir.mkdir(parents=True, exist_ok=True)
