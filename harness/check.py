@@ -15,10 +15,10 @@ from .config import Config
 from .errors import ConfigError, DataError
 from .files import atomic_write_text
 from .store import load_results
+from .verdicts import effectiveness_verdict, latency_verdict, published_verdict
 
 BASELINES = "baselines.toml"
 LATENCY_KEY = "latency_p50_ms"
-EXACT = 5e-7
 
 
 @dataclass(frozen=True)
@@ -73,25 +73,6 @@ def read_baselines(reports: Path) -> dict:
                     raise DataError(f"{wc} {key} = {value!r} must be a number (accept the suite again "
                                     f"with `rankbench accept {suite}` to rewrite it)")
     return data
-
-
-def effectiveness_verdict(current: float, baseline: float, tolerance: float) -> str:
-    delta = current - baseline
-    if abs(delta) <= EXACT:
-        return "OK"
-    if delta > 0 or delta >= -tolerance:
-        return "OKISH"
-    return "FAIL"
-
-
-def latency_verdict(current: float, baseline: float, tolerance: float, slack_ms: float = 0.0) -> str:
-    """OK when no slower; OKISH within the relative tolerance plus the absolute slack (so timer
-    and scheduler noise on a sub-millisecond median never fails); FAIL beyond both."""
-    if current <= baseline:
-        return "OK"
-    if current <= baseline * (1 + tolerance) + slack_ms:
-        return "OKISH"
-    return "FAIL"
 
 
 def check_suite(config: Config, reports: Path, suite_name: str) -> list[Verdict]:
@@ -152,8 +133,7 @@ def check_suite(config: Config, reports: Path, suite_name: str) -> list[Verdict]
                 out.append(Verdict(name, f"published {e.measure}", "FAIL", None, e.value, "no result"))
                 continue
             got = cell["measures"]["aggregate"].get(e.measure)
-            ok = got is not None and abs(got - e.value) <= e.tolerance + 1e-12
-            out.append(Verdict(name, f"published {e.measure}", "OK" if ok else "FAIL", got, e.value,
+            out.append(Verdict(name, f"published {e.measure}", published_verdict(got, e.value, e.tolerance), got, e.value,
                                f"tolerance {e.tolerance:g}, {e.source}"))
     return out
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .verdicts import trec_eval_order, win_tie_loss
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,7 @@ def compare(config, reports: Path, args: CompareArgs, progress: bool = False) ->
     va, vb = values[args.a], values[args.b]
     qids = sorted(va)
     p = test.p_values({0: ([va[q] for q in qids], [vb[q] for q in qids])})[0]
-    wins = sum(va[q] > vb[q] for q in qids)
-    ties = sum(va[q] == vb[q] for q in qids)
+    wins, ties, losses = win_tie_loss(va, vb, qids)
     ma, mb = sum(va.values()) / len(va), sum(vb.values()) / len(vb)
 
     out: list[str] = []
@@ -86,7 +86,7 @@ def compare(config, reports: Path, args: CompareArgs, progress: bool = False) ->
     w(f"# {args.a} against {args.b} on {args.dataset}\n")
     w(f"{len(qids)} judged queries · {measure}: {args.a} {ma:.4f}, {args.b} {mb:.4f} (Δ {ma - mb:+.4f}) · "
       f"{test.name}: p = {p:.2g} (one comparison, uncorrected) · {args.a} wins {wins}, ties {ties}, "
-      f"loses {len(qids) - wins - ties}" + (f" · runs as suite `{suite.name}` runs them" if suite else "") + "\n")
+      f"loses {losses}" + (f" · runs as suite `{suite.name}` runs them" if suite else "") + "\n")
     order = sorted(qids, key=lambda q: (-abs(va[q] - vb[q]), q))
     shown = [q for q in order if va[q] != vb[q]][: args.top]
     if not shown:
@@ -128,9 +128,8 @@ def _not_trained_on(runner, ranker: str, ds) -> None:
 
 
 def _ranking(run, q: str) -> list[str]:
-    """A query's documents in rank order (score descending, then doc id descending: trec_eval's order)."""
-    by_id = sorted(run.get(q, {}).items(), reverse=True)          # trec_eval breaks ties by doc id, descending
-    return [d for d, _ in sorted(by_id, key=lambda kv: -kv[1])]   # stable: ties keep that order
+    """A query's documents in rank order, as evaluated (trec_eval's)."""
+    return trec_eval_order(run.get(q, {}))
 
 
 def _top_judged(run, qrels, q: str, n: int) -> list[tuple[int, str]]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from .config import Config
 from .store import SuiteResults, load_results
+from .verdicts import published_verdict
 
 if TYPE_CHECKING:
     from .significance import Tester
@@ -127,7 +128,7 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
                   f"not run | {e.source} |")
                 continue
             delta = got - e.value
-            verdict = "OK" if abs(delta) <= e.tolerance + 1e-12 else "FAIL"
+            verdict = published_verdict(got, e.value, e.tolerance)
             w(f"| {e.ranker} | {e.dataset} | {e.measure} | {e.value:.4f} | {got:.4f} | {delta:+.4f} | "
               f"{e.tolerance:g} | {verdict} | {e.source} |")
         w("")

@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
 
+from .verdicts import win_tie_loss
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -185,8 +187,7 @@ class Tester:
                 continue
             qids, x, y = _paired(values, per_query[baseline], f"{r} against {baseline}")
             pairs[r] = (x, y)
-            counts[r] = (sum(a > b for a, b in zip(x, y)), sum(a == b for a, b in zip(x, y)),
-                         sum(a < b for a, b in zip(x, y)))
+            counts[r] = win_tie_loss(values, per_query[baseline], qids)
             deltas[r] = (sum(x) - sum(y)) / len(x)
         raw = self.p_values(pairs)
         adjusted = holm(raw)

@@ -9,7 +9,8 @@ import pytest
 import tomli_w
 
 from conftest import ROOT
-from harness.check import check_suite, effectiveness_verdict, latency_verdict, read_baselines
+from harness.check import check_suite, read_baselines
+from harness.verdicts import effectiveness_verdict, latency_verdict, published_verdict, trec_eval_order, win_tie_loss
 from harness.cli import main
 from harness.report import build_report, report_path
 from harness.runner import Runner
@@ -80,6 +81,34 @@ def test_verdict_rules():
     assert latency_verdict(16.0, 10.0, 0.5, slack_ms=1.0) == "OKISH"      # 16 <= 15 + 1
     assert latency_verdict(0.25, 0.12, 0.5, slack_ms=1.0) == "OKISH"      # microsecond noise
     assert latency_verdict(16.5, 10.0, 0.5, slack_ms=1.0) == "FAIL"
+    assert published_verdict(0.6789, 0.6789, 0.0005) == "OK"
+    assert published_verdict(0.6794, 0.6789, 0.0005) == "OK"       # exactly at the tolerance
+    assert published_verdict(0.6795, 0.6789, 0.0005) == "FAIL"
+    assert published_verdict(None, 0.6789, 0.0005) == "FAIL"
+
+
+def test_one_win_tie_loss_and_one_tie_order_for_every_table():
+    a, b = {"q1": 0.5, "q2": 0.2, "q3": 0.1}, {"q1": 0.4, "q2": 0.2, "q3": 0.3}
+    assert win_tie_loss(a, b) == (1, 1, 1)
+    assert win_tie_loss(a, b, ["q1"]) == (1, 0, 0)
+    # trec_eval's order: score descending, ties by doc id descending (what pytrec_eval measures)
+    assert trec_eval_order({"d1": 1.0, "d3": 1.0, "d2": 2.0, "d10": 1.0}) == ["d2", "d3", "d10", "d1"]
+
+
+def test_the_tables_agree_with_trec_eval_on_tied_scores():
+    """Tied documents: the order compare shows is the one pytrec_eval measures (nDCG, P, AP, R:
+    ties by doc id descending). ir_measures computes RR with its MS MARCO evaluator, which puts
+    the ascending doc id first; rankbench keeps both as they are (the published figures it
+    reproduces were computed so), and this test notices if either changes."""
+    from harness.measures import evaluate
+
+    run = {"q": {"d1": 1.0, "d2": 1.0}}
+    assert trec_eval_order(run["q"]) == ["d2", "d1"]
+    for m in ("nDCG@1", "P@1", "AP@1", "Success@1"):
+        assert evaluate(run, {"q": {"d2": 1}}, [m]).aggregate[m] == 1.0, m
+        assert evaluate(run, {"q": {"d1": 1}}, [m]).aggregate[m] == 0.0, m
+    assert evaluate(run, {"q": {"d1": 1}}, ["RR@1"]).aggregate["RR@1"] == 1.0      # MS MARCO evaluator
+
 
 
 @pytest.mark.jvm
