@@ -3,12 +3,13 @@ same results always give the same bytes, and a committed report can be checked f
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config
 from .store import SuiteResults, load_results
+from .report_sections import _distillation, _trained_models, _variants
+from .tables import Column, Table, mb, num, p_value, params, sig, trunc
 from .verdicts import published_verdict
 
 if TYPE_CHECKING:
@@ -22,37 +23,6 @@ def tester(settings) -> "Tester":
     from .significance import Tester
 
     return Tester(settings.significance, settings.permutations, settings.seed)
-
-
-def _num(x: float | None, digits: int = 4) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
-
-
-def _sig(x: float | None, sig: int = 3) -> str:
-    if x is None:
-        return "—"
-    if x == 0:
-        return "0"
-    digits = max(sig - int(math.floor(math.log10(abs(x)))) - 1, 0)
-    return f"{x:,.{digits}f}"
-
-
-def _trunc(t: dict | None) -> str:
-    if not t or t.get("truncated_share") is None:
-        return "—"
-    return f"{100 * t['truncated_share']:.1f}% at {t['max_length']}"
-
-
-def _share(x: float | None, digits: int = 1) -> str:
-    return "—" if x is None else f"{100 * x:.{digits}f}%"
-
-
-def _mb(n: int | None) -> str:
-    return "—" if not n else f"{n / 1e6:,.1f}"
-
-
-def _params(n: int | None) -> str:
-    return "—" if not n else f"{n / 1e6:.1f}M"
 
 
 def _bold_best(values: dict[str, float]) -> set[str]:
@@ -108,7 +78,7 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
                 if c is None:
                     row.append("—")
                 else:
-                    v = _num(c["measures"]["aggregate"][first_measure[d]])
+                    v = num(c["measures"]["aggregate"][first_measure[d]])
                     row.append(f"**{v}**" if r in best[d] else v)
             if any(x != "—" for x in row):
                 w(f"| {r} | " + " | ".join(row) + " |")
@@ -157,7 +127,7 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
         for r, c in cells:
             row = []
             for m in measures:
-                v = _num(c["measures"]["aggregate"][m])
+                v = num(c["measures"]["aggregate"][m])
                 v = f"**{v}**" if r in best[m] else v
                 beat = "".join(sorted(letters[x] for x in wins[m][r]))
                 row.append(v + (f"<sup>{beat}</sup>" if beat else ""))
@@ -168,24 +138,8 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
           f"Holm-corrected across the {len(cells) * (len(cells) - 1) // 2} pairs, α = {alpha:g}).\n")
         _against_baseline(w, suite, cells, per_query, measures, test, alpha)
 
-        trunc = any("truncation" in c["efficiency"] for _, c in cells)
-        w("| ranker | p50 ms | p95 ms | p99 ms | QPS | pairs/s | build s | index MB | model MB | params | "
-          "peak RSS MiB | +RSS MiB | device |" + (" truncated |" if trunc else ""))
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|" + ("---:|" if trunc else ""))
-        for r, c in cells:
-            e = c["efficiency"]
-            lat = e.get("latency_ms") or {}
-            note = ""
-            if e.get("precomputed"):
-                note = " (precomputed run)"
-            elif lat.get("scope", "").startswith("rerank stage"):
-                note = " (rerank stage)"
-            qps = e.get("pipeline_qps") or e.get("qps")
-            w(f"| {r}{note} | {_sig(lat.get('p50'))} | {_sig(lat.get('p95'))} | {_sig(lat.get('p99'))} | "
-              f"{'—' if e.get('precomputed') else _sig(qps)} | {_sig(e.get('pairs_per_s')) if 'pairs' in e and not e.get('precomputed') else '—'} | "
-              f"{_sig(e.get('index_build_s'))} | {_mb(e.get('index_bytes'))} | {_mb(e.get('model_bytes'))} | "
-              f"{_params(e.get('params'))} | {_sig(e.get('peak_rss_mib'))} | {_sig(e.get('rss_increase_mib'))} | "
-              f"{e.get('device', '—')} |" + (f" {_trunc(e.get('truncation'))} |" if trunc else ""))
+        w(_efficiency_table(cells))
+        truncated = any("truncation" in c["efficiency"] for _, c in cells)
         lat_n = next((c["efficiency"]["latency_ms"] for _, c in cells if c["efficiency"].get("latency_ms")), None)
         w("")
         if lat_n:
@@ -198,7 +152,7 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
               f"built (possibly by an earlier run). Peak RSS: the whole process during "
               f"the cell (a JVM or model loaded by an earlier cell stays resident); +RSS: its growth during "
               f"the cell." + (" Truncated: share of (query, document) pairs cut at the cross-encoder's "
-                              "max_length tokens." if trunc else "") + "\n")
+                              "max_length tokens." if truncated else "") + "\n")
         _pareto(w, suite, d, cells, letters, plots)
         _not_applicable(w, suite, results, d)
 
@@ -233,6 +187,40 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
     return "\n".join(out), plots
 
 
+def _efficiency_table(cells) -> str:
+    """One row per ranker: latency percentiles, throughput, sizes, memory, device (and the share of
+    truncated pairs when a cross-encoder ran)."""
+    def e(row) -> dict:
+        return row[1]["efficiency"]
+
+    def lat(row, q: str) -> str:
+        return sig((e(row).get("latency_ms") or {}).get(q))
+
+    def label(row) -> str:
+        x = e(row)
+        if x.get("precomputed"):
+            return f"{row[0]} (precomputed run)"
+        if (x.get("latency_ms") or {}).get("scope", "").startswith("rerank stage"):
+            return f"{row[0]} (rerank stage)"
+        return row[0]
+
+    cols = [Column("ranker", label, False),
+            Column("p50 ms", lambda r: lat(r, "p50")), Column("p95 ms", lambda r: lat(r, "p95")),
+            Column("p99 ms", lambda r: lat(r, "p99")),
+            Column("QPS", lambda r: "—" if e(r).get("precomputed") else sig(e(r).get("pipeline_qps") or e(r).get("qps"))),
+            Column("pairs/s", lambda r: sig(e(r).get("pairs_per_s")) if "pairs" in e(r) and not e(r).get("precomputed") else "—"),
+            Column("build s", lambda r: sig(e(r).get("index_build_s"))),
+            Column("index MB", lambda r: mb(e(r).get("index_bytes"))),
+            Column("model MB", lambda r: mb(e(r).get("model_bytes"))),
+            Column("params", lambda r: params(e(r).get("params"))),
+            Column("peak RSS MiB", lambda r: sig(e(r).get("peak_rss_mib"))),
+            Column("+RSS MiB", lambda r: sig(e(r).get("rss_increase_mib"))),
+            Column("device", lambda r: e(r).get("device", "—"), False)]
+    if any("truncation" in c["efficiency"] for _, c in cells):
+        cols.append(Column("truncated", lambda r: trunc(e(r).get("truncation"))))
+    return "\n".join(Table(cols, cells).markdown())
+
+
 def _pareto(w, suite, d: str, cells, letters: dict, plots: list) -> None:
     """The dataset's efficiency-effectiveness plot, embedded, with its frontier spelled out."""
     from .plots import frontier, points
@@ -251,7 +239,7 @@ def _pareto(w, suite, d: str, cells, letters: dict, plots: list) -> None:
     w(f"Pareto plot ([SVG]({stem}.svg)): {measure} against p50 latency of one query through the whole "
       f"pipeline (log scale), marker area by size on disk (model + index), letters as in the table above. "
       f"On the frontier, fastest first: " +
-      " → ".join(f"{p.letter} {p.ranker} ({_sig(p.latency_ms)} ms, {p.value:.4f})" for p in front) + "." +
+      " → ".join(f"{p.letter} {p.ranker} ({sig(p.latency_ms)} ms, {p.value:.4f})" for p in front) + "." +
       (f" Not plotted: {'; '.join(notes)}." if notes else "") + "\n")
 
 
@@ -274,158 +262,9 @@ def _against_baseline(w, suite, cells, per_query, measures, test, alpha) -> None
         row = []
         for m in measures:
             c = comps[m][r]
-            p = _p(c.p_holm)
+            p = p_value(c.p_holm)
             row += [f"{c.delta:+.4f}", f"**{p}**" if c.significant(alpha) else p, f"{c.wins}/{c.ties}/{c.losses}"]
         w(f"| {r} | " + " | ".join(row) + " |")
-    w("")
-
-
-def _p(p: float) -> str:
-    if p < 0.001:
-        return f"{p:.0e}".replace("e-0", "e-")
-    return f"{p:.3f}"
-
-
-def _machine(result: dict) -> str | None:
-    """The machine that measured the result's efficiency: recorded with the run (a cached run keeps
-    the machine it was timed on), else the result's provenance (runs cached before that was kept)."""
-    return (result.get("efficiency") or {}).get("machine") or \
-        ((result.get("provenance") or {}).get("machine") or {}).get("id")
-
-
-def _bars(suite) -> dict:
-    from .config import BARS
-
-    return {**BARS, **(suite.bars or {})}
-
-
-def _compare(results: SuiteResults, suite, a: str, b: str, d: str) -> dict | None:
-    """Ranker a beside ranker b on dataset d: first measure, share kept, throughput ratio (same machine
-    only), size ratio."""
-    s, t = results.ok(a, d), results.ok(b, d)
-    if s is None or t is None:
-        return None
-    m = next(iter(t["measures"]["aggregate"]))
-    sv, tv = s["measures"]["aggregate"][m], t["measures"]["aggregate"][m]
-    sp, tp = s["efficiency"].get("pairs_per_s"), t["efficiency"].get("pairs_per_s")
-    same = _machine(s) == _machine(t)
-    sb, tb = s["efficiency"].get("model_bytes"), t["efficiency"].get("model_bytes")
-    return {"measure": m, "a": sv, "b": tv, "kept": sv / tv if tv else None, "a_pps": sp, "b_pps": tp,
-            "same": same, "speed": sp / tp if sp and tp and same else None,
-            "a_bytes": sb, "b_bytes": tb, "size": sb / tb if sb and tb else None}
-
-
-def _speed(c: dict) -> str:
-    if c["speed"] is None:
-        return "— (other machine)" if not c["same"] else "—"
-    return f"{c['speed']:.1f}x"
-
-
-def _verdict(c: dict, kept: float, speedup: float, size: float | None = None) -> str:
-    """"yes", or "no" and by how much each bar is missed."""
-    figures = [c["kept"], c["speed"]] + ([c["size"]] if size is not None else [])
-    short = []
-    if c["kept"] is not None and c["kept"] < kept:
-        short.append(f"kept {100 * (kept - c['kept']):.1f} points short")
-    if c["speed"] is not None and c["speed"] < speedup:
-        short.append(f"{speedup / c['speed']:.1f}x too slow")
-    if size is not None and c["size"] is not None and c["size"] > size:
-        short.append(f"size {100 * c['size']:.0f}% > {100 * size:.0f}%")
-    if short:
-        return "no: " + "; ".join(short)
-    return "yes" if all(f is not None for f in figures) else "no"
-
-
-def _table(w, title: str, intro: str, header: list[str], rows: list[str]) -> None:
-    """A comparison section: nothing when no pair ran. The four leading columns are text, the
-    figures right-aligned, the verdict text."""
-    if not rows:
-        return
-    w(f"## {title}\n")
-    w(intro + "\n")
-    w("| " + " | ".join(header) + " |")
-    w("|" + "---|" * 4 + "---:|" * (len(header) - 5) + "---|")
-    for row in rows:
-        w(row)
-    w("")
-
-
-def _compared(results: SuiteResults, suite, table: dict):
-    """(a, b, dataset, comparison) for each pair of a suite's students or variants table that ran."""
-    for a, b in table.items():
-        for d in suite.datasets:
-            c = _compare(results, suite, a, b, d)
-            if c is not None:
-                yield a, b, d, c
-
-
-def _distillation(w, suite, results: SuiteResults) -> None:
-    """Each student beside its teacher: share of the teacher's effectiveness kept, and throughput."""
-    bars = _bars(suite)
-    rows = []
-    for student, teacher, d, c in _compared(results, suite, suite.students):
-        rows.append(f"| {student} | {teacher} | {d} | {c['measure']} | {_num(c['b'])} | {_num(c['a'])} | {_share(c['kept'])} | "
-                    f"{_sig(c['b_pps'])} | {_sig(c['a_pps'])} | {_speed(c)} | "
-                    f"{_verdict(c, bars['kept'], bars['speedup'])} |")
-    _table(w, "Distillation", f"Each student beside the teacher it learnt from, on the same candidates. Kept: the student's share of "
-      f"the teacher's figure; speed-up: pairs scored per second, student over teacher, given only when both were "
-      f"measured on the same machine (each result's provenance names it). The bar: at least "
-      f"{100 * bars['kept']:.0f}% kept at {bars['speedup']:g}x or more.",
-           ["student", "teacher", "dataset", "measure", "teacher", "student", "kept", "teacher pairs/s",
-            "student pairs/s", "speed-up", "meets the bar"], rows)
-
-
-def _variants(w, suite, results: SuiteResults) -> None:
-    """Each exported or quantized ranker beside the torch ranker it came from."""
-    bars = _bars(suite)
-    rows = []
-    for variant, source, d, c in _compared(results, suite, suite.variants):
-        verdict = _verdict(c, bars["variant_kept"], bars["variant_speedup"], bars["variant_size"])
-        rows.append(f"| {variant} | {source} | {d} | {c['measure']} | {_num(c['b'])} | {_num(c['a'])} | {_share(c['kept'])} | "
-                    f"{_sig(c['b_pps'])} | {_sig(c['a_pps'])} | {_speed(c)} | {_mb(c['b_bytes'])} | "
-                    f"{_mb(c['a_bytes'])} | {_share(c['size'], 0)} | {verdict} |")
-    _table(w, "Exported and quantized variants", f"Each variant beside the torch ranker it was exported from, on the same candidates. Kept: the variant's "
-      f"share of the source's figure; speed-up: pairs per second, variant over source, same machine only; size: "
-      f"the variant's files on disk over the source's. The bar: at least {100 * bars['variant_kept']:.0f}% kept, "
-      f"{bars['variant_speedup']:g}x or more, at most {100 * bars['variant_size']:.0f}% of the size.",
-           ["variant", "source", "dataset", "measure", "source", "variant", "kept", "source pairs/s",
-            "variant pairs/s", "speed-up", "source MB", "variant MB", "size", "meets the bar"], rows)
-
-
-def _trained_models(w, suite, results: SuiteResults) -> None:
-    records: dict[str, dict] = {}
-    for r in suite.rankers:
-        for d in suite.datasets:
-            c = results.ok(r, d)
-            for rec in (c or {}).get("trained_models", []):
-                records.setdefault(rec["recipe"], rec)
-    if not records:
-        return
-    w("## Trained models\n")
-    w("Models this project trains itself (`[recipes.*]` in bench.toml). Training never sees a query of an "
-      "evaluation split of a suite that uses the model: the leakage guard refuses it by id (same corpus) "
-      "or by exact text, and the counts are below.\n")
-    w("| recipe | starts from | trained on (queries used / refused by the guard) | dev | steps | examples | "
-      "train wall | device | rebuild |")
-    w("|---|---|---|---|---:|---:|---:|---|---|")
-    for name, rec in sorted(records.items()):
-        seen = "; ".join(f"{d} `{v['source']}` split {v['split']} ({v['queries_used']} / "
-                         f"{v['refused_by_leakage_guard']})" for d, v in rec["train"].items())
-        dev = rec.get("dev")
-        dev_s = "—" if not dev else (f"{dev['dataset']} ({dev['queries']} q): "
-                                     f"{_num(rec.get('start_dev'))} → {_num(rec.get('best_dev'))}")
-        minutes = rec["train_seconds"] / 60
-        w(f"| {name} | {rec['init']} | {seen} | {dev_s} | {rec['steps']} | {rec['examples']} | "
-          f"{minutes:.1f} min | {rec['device']} | `rankbench train {name}` |")
-    w("")
-    for name, rec in sorted(records.items()):
-        learnt = (f" Distilled from `{rec['teacher']}`." if rec.get("teacher") else "")
-        shape = ", ".join([rec["produces"]] + ([f"layers {rec['layers']}"] if rec.get("layers") else [])
-                          + ([f"loss {rec['loss']}"] if rec.get("loss") else []))
-        w(f"- **{name}** ({shape}): {rec.get('description') or rec['produces']}.{learnt} Evaluated on: "
-          f"{', '.join(rec['evaluated_on']) or 'no suite'}. History, data and curves: "
-          f"[`{rec['files']}`](models/{name}/).\n")
-        w(f"  ![{name} training curves](models/{name}/curves.png)\n")
     w("")
 
 
