@@ -14,7 +14,7 @@ from pathlib import Path
 from .config import Config
 from .errors import ConfigError, DataError
 from .files import atomic_write_text
-from .store import load_results
+from .suite_results import load_results
 from .verdicts import effectiveness_verdict, latency_verdict, published_verdict
 
 BASELINES = "baselines.toml"

@@ -98,7 +98,8 @@ class RankerSet:
         self._instances: dict[str, object] = {}
         self._pipelines: dict[str, Pipeline] = {}
         self._datasets: dict[str, Dataset] = {}
-        self._prepared: set[tuple[str, str]] = set()
+        # (ranker, dataset) -> prepared only to rerank (True) or to search the corpus too (False)
+        self._prepared: dict[tuple[str, str], bool] = {}
         self._resolved: set[str] = set()
         self._fingerprints: dict[tuple[str, str], str] = {}    # (ranker, dataset) -> chain fingerprint
         self._live = 0                 # > 0 while a Pipeline ranks: members rank live too
@@ -173,19 +174,22 @@ class RankerSet:
         return spent
 
     def prepare_stage(self, ranker: str, dataset: Dataset, reranking: bool) -> float:
-        if (ranker, dataset.name) in self._prepared:
+        """One ranker prepared for a dataset, once: prepared to search the corpus, it reranks too;
+        prepared only to rerank (a fusion member scoring candidates), it is prepared again before
+        it searches."""
+        done = self._prepared.get((ranker, dataset.name))
+        if done is not None and (reranking or not done):
             return 0.0
         t0 = time.perf_counter()
         self.instance(ranker).prepare(dataset, reranking=reranking)
-        self._prepared.add((ranker, dataset.name))
+        self._prepared[(ranker, dataset.name)] = reranking
         return time.perf_counter() - t0
 
     def release(self, ds_name: str) -> None:
         """Free what rankers hold for a dataset."""
         for name, inst in self._instances.items():
-            if (name, ds_name) in self._prepared:
+            if self._prepared.pop((name, ds_name), None) is not None:
                 inst.close()
-                self._prepared.discard((name, ds_name))
 
     def footprints(self, name: str) -> list:
         return [self.instance(s.name).footprint() for s in self.config.chain(name)]
@@ -273,7 +277,12 @@ class Pipeline:
     def dataset(self) -> Dataset | None:
         """The dataset the chain is prepared for (None once the RankerSet released it)."""
         ds = self._dataset
-        return ds if ds is not None and (self.name, ds.name) in self.rankers._prepared else None
+        if ds is None:
+            return None
+        rerank_only = self.rankers._prepared.get((self.name, ds.name))
+        if rerank_only is None or (rerank_only and self.first is None):   # released, or not for searching
+            return None
+        return ds
 
     def prepare(self, dataset: Dataset | str) -> float:
         """Resolve every model of the chain, then build what each stage needs for the dataset
@@ -369,6 +378,5 @@ class Pipeline:
         dataset = self.dataset
         if dataset is not None:
             for p in self._all():
-                if (p.name, dataset.name) in self.rankers._prepared:
+                if self.rankers._prepared.pop((p.name, dataset.name), None) is not None:
                     p.ranker.close()
-                    self.rankers._prepared.discard((p.name, dataset.name))

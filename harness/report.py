@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .store import SuiteResults, load_results
+from .suite_results import SuiteResults, load_results
 from .report_sections import _distillation, _trained_models, _variants
 from .tables import Column, Table, mb, num, p_value, params, sig, trunc
 from .verdicts import published_verdict

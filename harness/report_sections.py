@@ -2,7 +2,7 @@
 variants beside their sources (each judged against the suite's bars), and the models trained here."""
 from __future__ import annotations
 
-from .store import SuiteResults
+from .suite_results import SuiteResults
 from .tables import Column, Table, columns, mb, num, share, sig
 
 

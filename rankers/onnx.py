@@ -35,20 +35,16 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Mapping, Sequence
+from typing import Literal, Mapping
 
 from harness.errors import ConfigError, RankerUnavailable
 from harness.params import ranged
 
-from .base import Footprint, Ranker, require
-from .biencoder import BiEncoder
-from .crossencoder import CrossEncoderRanker
+from .base import Footprint, Ranker
+from .onnx_forward import OnnxBiEncoder, OnnxCrossEncoder, _bytes, _session, _tokenizer, load_tokenizer
 from .pairs import PairBatches, TextBatches
 
-if TYPE_CHECKING:
-    import numpy as np
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
@@ -342,45 +338,6 @@ def keep_float(params: OnnxParams) -> tuple[str, ...]:
     return ("ffn-output",) if params.variant == "int8-static" else ()
 
 
-def _bytes(p: Path) -> int:
-    return p.stat().st_size if p.exists() else 0
-
-
-@lru_cache(maxsize=8)
-def _session(path: str, provider: str, level: str, threads: int):
-    ort = require("onnxruntime", "onnx", "the onnx ranker")
-    so = ort.SessionOptions()
-    so.graph_optimization_level = {
-        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[level]
-    if threads:
-        so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    providers = ["CPUExecutionProvider"]
-    if provider == "cuda":
-        have = ort.get_available_providers()
-        if "CUDAExecutionProvider" not in have:
-            raise RankerUnavailable(f"provider \"cuda\" needs onnxruntime-gpu and a GPU; this onnxruntime has {have}")
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ort.InferenceSession(path, so, providers=providers)
-
-
-def load_tokenizer(path: str):
-    """The tokenizer saved beside an exported graph: a local folder, never the hub."""
-    from harness.net import is_offline
-
-    is_offline()
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path, local_files_only=True)
-
-
-@lru_cache(maxsize=8)
-def _tokenizer(path: str):
-    return load_tokenizer(path)
-
-
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -391,79 +348,3 @@ def _versions() -> dict:
         except PackageNotFoundError:
             out[pkg] = None
     return out
-
-
-def _run(session, feats_iter, n: int, width: int | None = None) -> "np.ndarray":
-    """Run the session over (positions, features) batches; rows of the first output in input order."""
-    import numpy as np
-
-    names = {i.name for i in session.get_inputs()}
-    out = None
-    for idx, feats in feats_iter:
-        res = session.run(None, {k: v for k, v in feats.items() if k in names})[0]
-        res = np.asarray(res, dtype=np.float32).reshape(len(idx), -1)
-        if out is None:
-            out = np.empty((n, res.shape[1]), dtype=np.float32)
-        out[idx] = res
-    if out is None:
-        out = np.zeros((n, width or 1), dtype=np.float32)
-    return out
-
-
-class _OnnxForward:
-    """Mixed into a torch ranker class: the onnx ranker that owns it supplies the model."""
-
-    def __init__(self, name, params, ctx, outer: OnnxRanker):
-        super().__init__(name, params, ctx)
-        self.outer = outer
-
-    def model_identity(self) -> dict:
-        return self.outer.model_identity()
-
-
-class OnnxCrossEncoder(_OnnxForward, CrossEncoderRanker):
-    """The cross-encoder ranker, scoring through onnxruntime."""
-
-    @property
-    def max_length(self) -> int:
-        return self.outer.max_length()
-
-    def prepare(self, dataset, reranking=False):
-        self.dataset = dataset
-        self.outer.session()       # export (or load) now: not ranking time
-
-    def score(self, pairs: Sequence[tuple[str, str]]) -> "np.ndarray":
-        batches = PairBatches(self.outer.tokenizer(), pairs, self.max_length, self.outer.params.batch_size)
-        out = _run(self.outer.session(), batches, len(pairs))[:, 0]
-        self._stats.add(batches.stats)
-        return out
-
-    def footprint(self) -> Footprint:
-        return self.outer.onnx_footprint()
-
-
-class OnnxBiEncoder(_OnnxForward, BiEncoder):
-    """The bi-encoder ranker (exact or HNSW search, reranking), encoding through onnxruntime."""
-
-    @property
-    def model(self):
-        return self.outer.session()
-
-    def _encode(self, texts: list[str], progress: bool) -> "np.ndarray":
-        import numpy as np
-
-        info = self.outer.info()
-        batches = TextBatches(self.outer.tokenizer(), texts, self.outer.max_length(), self.outer.params.batch_size)
-        emb = _run(self.outer.session(), batches, len(texts), width=info.get("dim"))
-        if self.params.normalize:
-            norms = np.linalg.norm(emb, axis=1, keepdims=True)
-            emb = emb / np.maximum(norms, 1e-12)
-        return emb.astype(np.float32)
-
-    def footprint(self) -> Footprint:
-        index = 0
-        if self._index_dir:
-            from harness.files import tree_bytes
-
-            index = sum(tree_bytes(d) for d in self._index_dir)
-        return self.outer.onnx_footprint(index, self._enc_entry.get("build_seconds") if self._index_dir else None)

@@ -186,7 +186,7 @@ def test_embedding_rows_hold_each_tokens_own_scale(runner, dl19):
     ds, groups = dl19
     pairs = [p for g in groups for p in g]
     ref = _scores(runner.instance("ce-fp32"), ds, groups)
-    from rankers.onnx import _run
+    from rankers.onnx_forward import _run
     from rankers.pairs import PairBatches
 
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

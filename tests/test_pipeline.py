@@ -173,6 +173,19 @@ def test_live_ranking_agrees_with_the_benchmarks_cached_runs(runner, name):
         assert again == live[q]
 
 
+def test_a_ranker_prepared_only_to_rerank_is_prepared_again_to_search(runner):
+    """A fusion member that scored candidates was prepared without its corpus index; the same
+    ranker searching the corpus later (another fusion's member, or its own pipeline) prepares it."""
+    fresh = Runner(runner.config, runner.reports, cache=runner.cache, progress=False, log=lambda m: None)
+    ds = fresh.dataset("sample")
+    fresh.pipeline("fusion-rerank").prepare(ds)          # random prepared to rerank only
+    assert fresh.pipeline("random").dataset is None
+    fresh.pipeline("fusion-rrf").prepare(ds)             # random searches the corpus here
+    assert fresh.pipeline("random").dataset is ds
+    assert fresh.pipeline("fusion-rrf").search(NEW_QUERY, k=5).hits
+    assert fresh.pipeline("fusion-rerank").search(NEW_QUERY, k=5).hits      # and it still reranks
+
+
 def test_kinds_that_only_know_their_own_queries_refuse_a_new_text(toy):
     runner = Runner(load_config(toy.config), toy.reports, cache=Cache(toy.root / "home"), progress=False,
                     log=lambda m: None)

@@ -22,7 +22,7 @@ def reports(tmp_path):
 def _points(config, suite: str, dataset: str):
     from harness.plots import points
     from harness.report import LETTERS
-    from harness.store import load_results
+    from harness.suite_results import load_results
 
     res = load_results(config, ROOT / "reports", suite)
     cells = [(r, res.ok(r, dataset)) for r in res.suite.rankers if res.ok(r, dataset)]

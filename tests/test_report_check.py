@@ -14,7 +14,7 @@ from harness.verdicts import effectiveness_verdict, latency_verdict, published_v
 from harness.cli import main
 from harness.report import build_report, report_path
 from harness.runner import Runner
-from harness.store import load_results
+from harness.suite_results import load_results
 
 REPORTS = ROOT / "reports"
 

@@ -149,10 +149,10 @@ class TrainedModels:
         data = self.training_data(name)
         prep_s = time.perf_counter() - t0
 
-        from training.trainer import plot_history, train_cross_encoder
+        from training.trainer import plot_history, train_model
 
         with cache.build("models", key, describe, replace=force) as folder:
-            history = train_cross_encoder(spec, data, folder / "model", workdir, log=self.runner.log,
+            history = train_model(spec, data, folder / "model", workdir, log=self.runner.log,
                                           progress=self.runner.ctx.progress)
             (folder / "data.json").write_text(json.dumps(data.report, indent=1, sort_keys=True) + "\n")
             (folder / "history.json").write_text(json.dumps(history, indent=1, sort_keys=True) + "\n")

@@ -74,7 +74,7 @@ def build_cross_encoder(spec: "RecipeSpec"):
     if spec.lora:
         from peft import LoraConfig, get_peft_model
 
-        # a PeftModel, merged back into plain weights before saving (see train_cross_encoder): the saved
+        # a PeftModel, merged back into plain weights before saving (see train_model): the saved
         # folder is a complete model, not an adapter that would load onto the full-depth base
         model[0].auto_model = get_peft_model(model[0].auto_model, LoraConfig(
             r=spec.lora_r, lora_alpha=2 * spec.lora_r, lora_dropout=0.05,
@@ -165,8 +165,8 @@ def _loss(spec: "RecipeSpec", model):
     return losses.BinaryCrossEntropyLoss(model)
 
 
-def train_cross_encoder(spec: "RecipeSpec", data: "TrainingData", out: Path, workdir: Path,
-                        log: Callable[[str], None] = print, progress: bool = True) -> dict:
+def train_model(spec: "RecipeSpec", data: "TrainingData", out: Path, workdir: Path,
+                log: Callable[[str], None] = print, progress: bool = True) -> dict:
     """Train, keep the best dev checkpoint, save to ``out``; returns the training history. A recipe that
     produces a bi-encoder goes through sentence-transformers' SentenceTransformerTrainer, the same way."""
     from harness.net import is_offline
