@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 from .cache import Cache
 from .config import DEFAULT_CONFIG, Config, load_config, with_ranker
+from .data import Corpus
 from .errors import ConfigError, RankerUnavailable
 from .measures import evaluate as _evaluate
 from .measures import parse_measures
@@ -46,7 +47,7 @@ class Bench:
     def __init__(self, config: Config, cache: Cache | None = None, progress: bool = False, threads: int = 0,
                  reports: str | Path | None = None, log=None):
         self._runner = Runner(config, Path(reports) if reports else config.root / "reports", cache=cache,
-                              progress=progress, threads=threads, log=log or (lambda msg: None))
+                              progress=progress, threads=threads, log=log)     # None: stderr (training says so)
 
     @property
     def config(self) -> Config:
@@ -75,14 +76,15 @@ class Bench:
         self._runner.config = config
         self._runner.rankers.config = config
 
-    def pipeline(self, ranker: str, dataset: str | None = None) -> Pipeline:
-        """The ranker's chain, prepared for the dataset (its corpus) when one is named."""
+    def pipeline(self, ranker: str, dataset: "str | Corpus | None" = None) -> Pipeline:
+        """The ranker's chain, prepared for a dataset of bench.toml (its corpus), or for a Corpus of
+        your own documents (``harness.data.Corpus``), when one is given."""
         pipe = self._runner.pipeline(ranker)
         if dataset is not None:
-            pipe.prepare(self._runner.dataset(dataset))
+            pipe.prepare(self._runner.dataset(dataset) if isinstance(dataset, str) else dataset)
         return pipe
 
-    def search(self, ranker: str, dataset: str, query: str, k: int = 10) -> SearchResult:
+    def search(self, ranker: str, dataset: "str | Corpus", query: str, k: int = 10) -> SearchResult:
         return self.pipeline(ranker, dataset).search(query, k)
 
     def run(self, ranker: str, dataset: str, k: int | None = None) -> Run:

@@ -186,6 +186,41 @@ def test_a_ranker_prepared_only_to_rerank_is_prepared_again_to_search(runner):
     assert fresh.pipeline("fusion-rerank").search(NEW_QUERY, k=5).hits      # and it still reranks
 
 
+def test_a_pipeline_searches_a_corpus_of_your_own_documents(runner):
+    from harness.data import Corpus
+
+    docs = Corpus({"a": "Statins lower cholesterol and the risk of heart attacks.",
+                   "b": {"title": "Antibiotics", "text": "Bacteria in hospitals become resistant to antibiotics."},
+                   "c": "The weather in Paris is mild in spring."}, name="mine")
+    for name in ("bm25s", "fusion-rrf", "random-rerank"):
+        pipe = runner.pipeline(name)
+        pipe.prepare(docs)
+        hits = pipe.search(NEW_QUERY, k=2).hits
+        assert hits and {h.doc_id for h in hits} <= {"a", "b", "c"}
+        if name == "bm25s":
+            assert [h.doc_id for h in hits] == ["b"] and hits[0].title == "Antibiotics"
+    # the same words in another corpus: an index of its own (cached by content)
+    other = Corpus([{"_id": "x", "text": "resistant bacteria"}, {"_id": "y", "text": "spring in Paris"}])
+    runner.pipeline("bm25s").prepare(other)
+    assert [h.doc_id for h in runner.pipeline("bm25s").search(NEW_QUERY).hits] == ["x"]
+
+
+@pytest.mark.parametrize("docs, message", [
+    ({}, "no documents"),
+    ({"a b": "x"}, "id 'a b' contains whitespace"),
+    ([{"text": "x"}], r"document 1 has no \"_id\""),
+    (["x"], "document 1 is a str"),
+    ({"a": {"title": "t"}}, "a document is a text, or a record with a \"text\" string"),
+    ([{"_id": "a", "text": "x"}, {"_id": "a", "text": "y"}], "id 'a' appears twice"),
+])
+def test_a_bad_corpus_says_what_and_where(docs, message):
+    from harness.data import Corpus
+    from harness.errors import DataError
+
+    with pytest.raises(DataError, match=message):
+        Corpus(docs)
+
+
 def test_kinds_that_only_know_their_own_queries_refuse_a_new_text(toy):
     runner = Runner(load_config(toy.config), toy.reports, cache=Cache(toy.root / "home"), progress=False,
                     log=lambda m: None)
