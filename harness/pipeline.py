@@ -252,9 +252,13 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"Pipeline({' -> '.join(reversed(self.stage_names()))})"
 
+    def stages(self) -> list["Pipeline"]:
+        """The chain, outermost first: this pipeline, its first stage, that one's first stage...
+        (a fusion's members are not stages of it)."""
+        return [self] + (self.first.stages() if self.first else [])
+
     def stage_names(self) -> list[str]:
-        """The chain's rankers, outermost first (a fusion's members are not stages of it)."""
-        return [self.name] + (self.first.stage_names() if self.first else [])
+        return [p.name for p in self.stages()]
 
     def _all(self) -> Iterable["Pipeline"]:
         yield self

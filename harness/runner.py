@@ -201,8 +201,8 @@ class Runner:
             pipe.rank({qid: queries[qid]}, k, check=False)
             times.append((time.perf_counter() - t0) * 1000)
         scope = "end to end"
-        chain = self.config.chain(ranker)
-        if len(chain) > 1 and all(self.instance(s.name).precomputed for s in chain[1:]):
+        stages = pipe.stages()
+        if len(stages) > 1 and all(p.ranker.precomputed for p in stages[1:]):
             scope = "rerank stage (first stage is a precomputed run)"
         return {"p50": round(percentile(times, 50), 3), "p95": round(percentile(times, 95), 3),
                 "p99": round(percentile(times, 99), 3), "mean": round(sum(times) / len(times), 3),
