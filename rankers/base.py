@@ -192,6 +192,18 @@ class Ranker:
         """The prepare phase's first step: find, train or export every model this ranker loads
         (Hub id, local folder, ``recipe:NAME``, ONNX export), before any ranking starts."""
 
+    def find_model(self, ref: str):
+        """The one way a ranker finds a model: a Hub id or a local folder (``rankers._models``), or
+        ``recipe:NAME``, trained here (``ctx.models``, in the prepare phase only). Returns a
+        ``rankers._models.ResolvedModel``."""
+        from harness.params import RECIPE_PREFIX
+
+        from ._models import ResolvedModel, resolve_model
+
+        if ref.startswith(RECIPE_PREFIX):
+            return ResolvedModel(ref, self.trained_models().path(ref[len(RECIPE_PREFIX):]), "trained by rankbench")
+        return resolve_model(ref)
+
     @property
     def recipe(self) -> str | None:
         """The bench.toml recipe that trains this ranker's model (``model = "recipe:NAME"``), if any."""

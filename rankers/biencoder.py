@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Literal, Mapping
 from harness.params import ranged
 from harness.types import Run, ranked
 
-from ._models import resolve_model
 from .base import Footprint, Ranker, require
 
 if TYPE_CHECKING:
@@ -69,13 +68,7 @@ class BiEncoder(Ranker):
     @property
     def resolved(self):
         if self._resolved is None:
-            if self.recipe is not None:      # trained here (a distilled student): built on first use
-                from ._models import ResolvedModel
-
-                self._resolved = ResolvedModel(self.params.model, self.trained_models().path(self.recipe),
-                                               "trained by rankbench")
-            else:
-                self._resolved = resolve_model(self.params.model)
+            self._resolved = self.find_model(self.params.model)
         return self._resolved
 
     def model_identity(self) -> dict:

@@ -115,12 +115,7 @@ class CrossEncoderRanker(PairScorer):
     @property
     def path(self) -> Path:
         if self._path is None:
-            if self.recipe is not None:
-                self._path = self.trained_models().path(self.recipe)
-            else:
-                from ._models import resolve_model
-
-                self._path = resolve_model(self.params.model).path
+            self._path = self.find_model(self.params.model).path
         return self._path
 
     def resolve_models(self) -> None:
