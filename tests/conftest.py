@@ -26,6 +26,15 @@ TIERS = {"models": ("torch", "onnxruntime", "sentence_transformers", "transforme
 FAST = os.environ.get("RANKBENCH_TEST_TIER") == "fast"
 
 
+def default_sigint() -> None:
+    """preexec_fn for a child that a test interrupts: a test session started with SIGINT ignored
+    (under nohup, or from a background job) passes that on, and Python then never installs its
+    KeyboardInterrupt handler; the child starts with the default, as from a terminal."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class TierViolation(ModuleNotFoundError):
     pass
 

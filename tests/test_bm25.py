@@ -90,7 +90,7 @@ def test_ctrl_c_after_the_jvm_started_is_a_keyboard_interrupt():
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from conftest import ROOT, default_sigint
 
     code = ("import os, signal, subprocess, sys, time\n"
             "from rankers._jvm import start_jvm\n"
@@ -105,6 +105,7 @@ def test_ctrl_c_after_the_jvm_started_is_a_keyboard_interrupt():
             "    print('survived')\n"
             "except KeyboardInterrupt:\n"
             "    print('KeyboardInterrupt')\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         preexec_fn=default_sigint)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["child", "-2", "KeyboardInterrupt"]

@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, TOY_CONFIG, ToyProject
+from conftest import ROOT, TOY_CONFIG, ToyProject, default_sigint
 
 CELLS = ["first", "bm25s", "oracle-first", "random-first"]
 
@@ -38,7 +38,7 @@ POINTS = [
 def _child(toy, home, crash: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "RANKBENCH_HOME": str(home), "RANKBENCH_CRASH_AT": crash, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "harness.cli", *args, "--config", str(toy.config)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, preexec_fn=default_sigint)
 
 
 def _finished(toy) -> list[str]:
