@@ -82,13 +82,17 @@ def _compared(results: SuiteResults, suite, table: dict):
                 yield a, b, d, c
 
 
+def _pair_figures(b: str, a: str) -> list[Column]:
+    """b's figure and a's, the share a keeps, each one's pairs per second and the speed-up."""
+    return columns((b, lambda x: num(x[3]["b"]), True), (a, lambda x: num(x[3]["a"]), True),
+                   ("kept", lambda x: share(x[3]["kept"]), True), (f"{b} pairs/s", lambda x: sig(x[3]["b_pps"]), True),
+                   (f"{a} pairs/s", lambda x: sig(x[3]["a_pps"]), True), ("speed-up", lambda x: _speed(x[3]), True))
+
+
 def _distillation(w, suite, results: SuiteResults) -> None:
     """Each student beside its teacher: share of the teacher's effectiveness kept, and throughput."""
     bars = _bars(suite)
-    table = Table(_pair_columns("student", "teacher") + columns(
-        ("teacher", lambda x: num(x[3]["b"]), True), ("student", lambda x: num(x[3]["a"]), True),
-        ("kept", lambda x: share(x[3]["kept"]), True), ("teacher pairs/s", lambda x: sig(x[3]["b_pps"]), True),
-        ("student pairs/s", lambda x: sig(x[3]["a_pps"]), True), ("speed-up", lambda x: _speed(x[3]), True),
+    table = Table(_pair_columns("student", "teacher") + _pair_figures("teacher", "student") + columns(
         ("meets the bar", lambda x: _verdict(x[3], bars["kept"], bars["speedup"]), False)),
         list(_compared(results, suite, suite.students)))
     _table(w, "Distillation", f"Each student beside the teacher it learnt from, on the same candidates. Kept: the student's share of "
@@ -100,10 +104,7 @@ def _distillation(w, suite, results: SuiteResults) -> None:
 def _variants(w, suite, results: SuiteResults) -> None:
     """Each exported or quantized ranker beside the torch ranker it came from."""
     bars = _bars(suite)
-    table = Table(_pair_columns("variant", "source") + columns(
-        ("source", lambda x: num(x[3]["b"]), True), ("variant", lambda x: num(x[3]["a"]), True),
-        ("kept", lambda x: share(x[3]["kept"]), True), ("source pairs/s", lambda x: sig(x[3]["b_pps"]), True),
-        ("variant pairs/s", lambda x: sig(x[3]["a_pps"]), True), ("speed-up", lambda x: _speed(x[3]), True),
+    table = Table(_pair_columns("variant", "source") + _pair_figures("source", "variant") + columns(
         ("source MB", lambda x: mb(x[3]["b_bytes"]), True), ("variant MB", lambda x: mb(x[3]["a_bytes"]), True),
         ("size", lambda x: share(x[3]["size"], 0), True),
         ("meets the bar", lambda x: _verdict(x[3], bars["variant_kept"], bars["variant_speedup"], bars["variant_size"]),
