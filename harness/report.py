@@ -67,40 +67,42 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
         w("## Leaderboard\n")
         w("Each dataset's first measure; **bold** is the best of the column. Details per dataset below.\n")
         cols = [d for d in suite.datasets if d in first_measure]
-        w("| ranker | " + " | ".join(f"{d} {first_measure[d]}" for d in cols) + " |")
-        w("|---|" + "---:|" * len(cols))
         best = {d: _bold_best({r: c["measures"]["aggregate"][first_measure[d]] for r in suite.rankers
                                if (c := results.ok(r, d))}) for d in cols}
-        for r in suite.rankers:
-            row = []
-            for d in cols:
-                c = results.ok(r, d)
-                if c is None:
-                    row.append("—")
-                else:
-                    v = num(c["measures"]["aggregate"][first_measure[d]])
-                    row.append(f"**{v}**" if r in best[d] else v)
-            if any(x != "—" for x in row):
-                w(f"| {r} | " + " | ".join(row) + " |")
+
+        def score(r: str, d: str) -> str:
+            c = results.ok(r, d)
+            if c is None:
+                return "—"
+            v = num(c["measures"]["aggregate"][first_measure[d]])
+            return f"**{v}**" if r in best[d] else v
+
+        shown = [r for r in suite.rankers if any(results.ok(r, d) for d in cols)]
+        table = Table([Column("ranker", lambda r: r, False)] +
+                      [Column(f"{d} {first_measure[d]}", lambda r, d=d: score(r, d)) for d in cols], shown)
+        for line in table.markdown():
+            w(line)
         w("")
 
     # -- published figures ------------------------------------------------------------------------
     expected = [e for e in config.expected if e.ranker in suite.rankers and e.dataset in suite.datasets]
     if expected:
         w("## Published figures reproduced\n")
-        w("| ranker | dataset | measure | published | measured | Δ | tolerance | verdict | source |")
-        w("|---|---|---|---:|---:|---:|---:|---|---|")
-        for e in expected:
+        def got(e):
             c = results.ok(e.ranker, e.dataset)
-            got = c["measures"]["aggregate"].get(e.measure) if c else None
-            if got is None:
-                w(f"| {e.ranker} | {e.dataset} | {e.measure} | {e.value:.4f} | — | — | {e.tolerance:g} | "
-                  f"not run | {e.source} |")
-                continue
-            delta = got - e.value
-            verdict = published_verdict(got, e.value, e.tolerance)
-            w(f"| {e.ranker} | {e.dataset} | {e.measure} | {e.value:.4f} | {got:.4f} | {delta:+.4f} | "
-              f"{e.tolerance:g} | {verdict} | {e.source} |")
+            return c["measures"]["aggregate"].get(e.measure) if c else None
+
+        table = Table([Column("ranker", lambda e: e.ranker, False), Column("dataset", lambda e: e.dataset, False),
+                       Column("measure", lambda e: e.measure, False),
+                       Column("published", lambda e: f"{e.value:.4f}"),
+                       Column("measured", lambda e: "—" if got(e) is None else f"{got(e):.4f}"),
+                       Column("Δ", lambda e: "—" if got(e) is None else f"{got(e) - e.value:+.4f}"),
+                       Column("tolerance", lambda e: f"{e.tolerance:g}"),
+                       Column("verdict", lambda e: "not run" if got(e) is None else
+                              published_verdict(got(e), e.value, e.tolerance), False),
+                       Column("source", lambda e: e.source, False)], expected)
+        for line in table.markdown():
+            w(line)
         w("")
 
     # -- per dataset --------------------------------------------------------------------------------
@@ -122,17 +124,18 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
         per_query = {m: {r: c["measures"]["per_query"][m] for r, c in cells} for m in measures}
         wins = {m: test.all_pairs(per_query[m], alpha) for m in measures}
         best = {m: _bold_best({r: c["measures"]["aggregate"][m] for r, c in cells}) for m in measures}
-        w("| | ranker | " + " | ".join(measures) + " |")
-        w("|---|---|" + "---:|" * len(measures))
-        for r, c in cells:
-            row = []
-            for m in measures:
-                v = num(c["measures"]["aggregate"][m])
-                v = f"**{v}**" if r in best[m] else v
-                beat = "".join(sorted(letters[x] for x in wins[m][r]))
-                row.append(v + (f"<sup>{beat}</sup>" if beat else ""))
-            label = f"{r} (baseline)" if r == suite.baseline else r
-            w(f"| {letters[r]} | {label} | " + " | ".join(row) + " |")
+        def figure(row, m: str) -> str:
+            r, c = row
+            v = num(c["measures"]["aggregate"][m])
+            v = f"**{v}**" if r in best[m] else v
+            beat = "".join(sorted(letters[x] for x in wins[m][r]))
+            return v + (f"<sup>{beat}</sup>" if beat else "")
+
+        table = Table([Column("", lambda row: letters[row[0]], False),
+                       Column("ranker", lambda row: f"{row[0]} (baseline)" if row[0] == suite.baseline else row[0], False)]
+                      + [Column(m, lambda row, m=m: figure(row, m)) for m in measures], cells)
+        for line in table.markdown():
+            w(line)
         w("")
         w(f"<sup>x</sup>: significantly better than row x ({test.name} over the {info['queries']} queries, "
           f"Holm-corrected across the {len(cells) * (len(cells) - 1) // 2} pairs, α = {alpha:g}).\n")
@@ -162,13 +165,10 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
 
     # -- reproduce ---------------------------------------------------------------------------------
     w("## Reproduce\n")
-    w("| ranker | dataset | command |")
-    w("|---|---|---|")
-    for d in suite.datasets:
-        for r in suite.rankers:
-            c = results.ok(r, d)
-            if c:
-                w(f"| {r} | {d} | `{c['command']}` |")
+    rows = [(r, d, c) for d in suite.datasets for r in suite.rankers if (c := results.ok(r, d))]
+    for line in Table([Column("ranker", lambda x: x[0], False), Column("dataset", lambda x: x[1], False),
+                       Column("command", lambda x: f"`{x[2]['command']}`", False)], rows).markdown():
+        w(line)
     w("")
     w("## Provenance\n")
     seen = {}
@@ -256,15 +256,16 @@ def _against_baseline(w, suite, cells, per_query, measures, test, alpha) -> None
       f"Holm-corrected across the {len(others)} rankers compared (the baseline is not one), "
       f"in bold where below α = {alpha:g}; W/T/L counts the queries where the ranker scores above, equal to "
       f"and below the baseline.\n")
-    w("| ranker | " + " | ".join(f"Δ {m} | p | W/T/L" for m in measures) + " |")
-    w("|---|" + "---:|---:|---:|" * len(measures))
-    for r in others:
-        row = []
-        for m in measures:
-            c = comps[m][r]
-            p = p_value(c.p_holm)
-            row += [f"{c.delta:+.4f}", f"**{p}**" if c.significant(alpha) else p, f"{c.wins}/{c.ties}/{c.losses}"]
-        w(f"| {r} | " + " | ".join(row) + " |")
+    def p_cell(r: str, m: str) -> str:
+        c = comps[m][r]
+        return f"**{p_value(c.p_holm)}**" if c.significant(alpha) else p_value(c.p_holm)
+
+    cols = [Column("ranker", lambda r: r, False)]
+    for m in measures:
+        cols += [Column(f"Δ {m}", lambda r, m=m: f"{comps[m][r].delta:+.4f}"), Column("p", lambda r, m=m: p_cell(r, m)),
+                 Column("W/T/L", lambda r, m=m: f"{comps[m][r].wins}/{comps[m][r].ties}/{comps[m][r].losses}")]
+    for line in Table(cols, others).markdown():
+        w(line)
     w("")
 
 

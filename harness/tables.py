@@ -27,7 +27,8 @@ class Table:
 
 
 def markdown_header(headers: Iterable[str], numeric: Iterable[bool]) -> str:
-    return "| " + " | ".join(headers) + " |\n|" + "".join("---:|" if n else "---|" for n in numeric)
+    return "|" + "".join(f" {h} |" if h else " |" for h in headers) + "\n|" + \
+        "".join("---:|" if n else "---|" for n in numeric)
 
 
 def columns(*specs: tuple[str, Callable[[Any], str], bool]) -> list[Column]:
