@@ -35,6 +35,30 @@ def parser() -> argparse.ArgumentParser:
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    p = sub.add_parser("serve", help="serve a ranker over HTTP: /rerank, /search, /embed, /info, /metrics",
+                       description="Serve a bench.toml ranker (the one its reports measured) with FastAPI. "
+                                   "Models load and the corpus is indexed before the port opens.")
+    p.add_argument("ranker")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--dataset", help="a dataset of bench.toml whose corpus /search searches")
+    where.add_argument("--corpus", help="a corpus.jsonl(.gz), or a folder with one, for /search")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None, help="require this bearer token (or set RANKBENCH_API_KEY)")
+    p.add_argument("--cors", action="append", help="an origin allowed by CORS (repeatable; default none)")
+    for name, typ, what in (("max-documents", int, "documents per /rerank request (default 10000)"),
+                            ("batch-documents", int, "the batch cap: bigger requests are split (default 1000)"),
+                            ("max-batch-tokens", int, "token budget of a batch (default 32768)"),
+                            ("max-wait-ms", float, "how long a batch waits for more requests (default 2)"),
+                            ("max-queue", int, "queued items before 429 (default 512)"),
+                            ("timeout-s", float, "a request's deadline (default 30)"),
+                            ("cache-entries", int, "LRU result cache size (default 1024; 0: off)"),
+                            ("threshold", float, "drop results scoring below this")):
+        p.add_argument(f"--{name}", type=typ, default=None, help=what)
+    p.add_argument("--score-mode", choices=["raw", "sigmoid"], default=None, help="scores as given, or sigmoid")
+    p.add_argument("--log-level", default="warning")
+    _common(p)
+
     p = sub.add_parser("run", help="run a suite's cells (cached, resumable) and write its report",
                        description="Run every (ranker, dataset) cell of a suite. Finished cells are written "
                                    "at once, cached runs are reused, and the report is regenerated.")
@@ -133,6 +157,12 @@ def parser() -> argparse.ArgumentParser:
                        description="Checksums are verified whenever rankbench reads a file of the folder.")
     p.add_argument("folder")
     return ap
+
+
+def cmd_serve(args) -> int:
+    from serving.server import serve
+
+    return serve(args)
 
 
 def cmd_run(args) -> int:
@@ -272,7 +302,7 @@ def cmd_accept(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "train": cmd_train, "export": cmd_export, "report": cmd_report, "compare": cmd_compare, "bench": cmd_bench, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
+COMMANDS = {"serve": cmd_serve, "run": cmd_run, "train": cmd_train, "export": cmd_export, "report": cmd_report, "compare": cmd_compare, "bench": cmd_bench, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
             "validate": cmd_validate, "seed-irds": cmd_seed_irds, "manifest": cmd_manifest}
 
 
