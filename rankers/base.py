@@ -144,6 +144,7 @@ class Ranker:
     precomputed: ClassVar[bool] = False          # output read from a file: latency is meaningless
     runs_references: ClassVar[bool] = True       # False: referenced rankers lend a model, their chains never run
     new_queries: ClassVar[bool] = True           # False: it only knows the dataset's own queries (a run file, the qrels)
+    reranks_texts: ClassVar[bool] = False        # True: it orders any given texts (no corpus index or judgments needed): /rerank
     references_key: ClassVar[str] = "members"    # the parameter that names them (in error messages)
     batch_invariant: bool = True                 # a pair's score does not depend on what else is in its batch
 
@@ -252,6 +253,7 @@ class PairScorer(Ranker):
 
     retrieves = False
     reranks = True
+    reranks_texts = True
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> "np.ndarray":
         raise NotImplementedError

@@ -56,6 +56,7 @@ class BiEncoder(Ranker):
     Params = BiEncoderParams
     OPERATIONAL = frozenset({"batch_size", "threads"})
     reranks = True
+    reranks_texts = True
 
     def __init__(self, name, params, ctx):
         super().__init__(name, params, ctx)

@@ -71,6 +71,7 @@ class Fusion(Ranker):
     kind = "fusion"
     Params = FusionParams
     reranks = True
+    reranks_texts = True         # when every member does (serving checks the members)
 
     @classmethod
     def references(cls, params: FusionParams, where: str) -> tuple[str, ...]:

@@ -80,6 +80,7 @@ class OnnxRanker(Ranker):
     OPERATIONAL = frozenset({"batch_size", "threads", "graph_optimization"})
     reranks = True
     runs_references = False      # the source lends its model; its chain is never run
+    reranks_texts = True         # its source is a cross-encoder or a bi-encoder
     references_key = "source"
 
     @classmethod

@@ -54,6 +54,7 @@ class Random(Ranker):
     kind = "random"
     Params = RandomParams
     reranks = True
+    reranks_texts = True
 
     def prepare(self, dataset, reranking=False):
         super().prepare(dataset, reranking)

@@ -154,14 +154,16 @@ def create_app(service: RankService, api_key: str | None = None, cors_origins: l
     async def rerank(body: RerankRequest, request: Request):
         rid = request.state.rid
         if not service.reranks:
-            raise ServeError(f"ranker {service.name} ({service.spec.kind}) cannot rerank given documents", 404)
+            raise ServeError(f"ranker {service.name} ({service.spec.kind}) cannot rerank given documents (it needs "
+                             f"a corpus index or judgments): serve a cross-encoder, bi-encoder, ONNX or fusion "
+                             f"ranker for /rerank", 404)
         if body.model is not None and body.model != service.name:
-            raise ServeError(f"model {body.model!r} is not served here; this server serves {service.name!r}",
+            raise ServeError(f"model: {body.model!r} is not served here; this server serves {service.name!r}",
                              422, "model")
         if not body.query.strip():
             raise ServeError("query: must not be empty", 422, "query")
         if (body.documents is None) == (body.texts is None):
-            raise ServeError("give documents (Cohere) or texts (TEI), not both and not neither", 422, "documents")
+            raise ServeError("documents: give documents (Cohere) or texts (TEI), not both and not neither", 422, "documents")
         docs = body.documents if body.documents is not None else body.texts
         field = "documents" if body.documents is not None else "texts"
         if not docs:
@@ -210,7 +212,7 @@ def create_app(service: RankService, api_key: str | None = None, cors_origins: l
     async def search(body: SearchRequest, request: Request):
         if not body.query.strip():
             raise ServeError("query: must not be empty", 422, "query")
-        key = (service.fingerprint, "search", body.query, body.k)
+        key = (service.search_fingerprint, "search", body.query, body.k)
         hit = service.cache.get(key) if settings.cache_entries else None
         metrics.cache.labels("hit" if hit is not None else "miss").inc()
         if hit is None:
@@ -248,7 +250,7 @@ def create_app(service: RankService, api_key: str | None = None, cors_origins: l
     @app.post("/v1/embeddings")
     async def openai_embeddings(body: OpenAIEmbeddingsRequest, request: Request):
         if body.model is not None and body.model != service.name:
-            raise ServeError(f"model {body.model!r} is not served here; this server serves {service.name!r}",
+            raise ServeError(f"model: {body.model!r} is not served here; this server serves {service.name!r}",
                              422, "model")
         texts = [body.input] if isinstance(body.input, str) else body.input
         emb = await _embed(texts, request, "input")

@@ -115,9 +115,10 @@ class RankService:
             self.search_pipe.prepare(self.corpus)
         self.dataset_name = dataset
         # /rerank: the chain's final ranker over the request's documents
-        self.reranks = spec.ranker_class().reranks
         self._rerank_runner = Runner(config, reports, cache=cache, progress=False, log=log)
         self.rerank_pipe = self._rerank_runner.pipeline(ranker)
+        self.reranks = self.rerank_pipe.ranker.reranks_texts and all(
+            m.ranker.reranks_texts for m in self.rerank_pipe.members.values())
         self.request_corpus = RequestCorpus()
         if self.reranks:
             rs = self._rerank_runner.rankers
@@ -126,11 +127,26 @@ class RankService:
             for member in self.rerank_pipe.members:
                 rs.prepare_stage(member, self.request_corpus, reranking=True)
             self.rerank_pipe._dataset = self.request_corpus
-        base = self.corpus if self.corpus is not None else self.request_corpus
-        self.fingerprint = self._search_runner.chain_fingerprint(ranker, base)
+        # what the result cache keys on, and /info shows: the reranking stage (with a fusion's members'
+        # own stages) for /rerank, the whole chain over the served corpus for /search
+        self.fingerprint = self._stage_fingerprint(self.rerank_pipe)
+        self.search_fingerprint = (self._search_runner.chain_fingerprint(ranker, self.corpus)
+                                   if self.corpus is not None else None)
         self.cache = LRU(settings.cache_entries)
         self._tok = _tokenizer_of(self.rerank_pipe.ranker) if self.reranks else None
         self.encoder = _encoder_of(self.rerank_pipe.ranker)
+
+    def _stage_fingerprint(self, pipe) -> str:
+        from harness.cache import fingerprint
+        from rankers.base import Ranker
+
+        r = pipe.ranker
+        if pipe.members:
+            inputs = Ranker.fingerprint_inputs(r, self.request_corpus)
+            inputs["members"] = {m: self._stage_fingerprint(p) for m, p in pipe.members.items()}
+        else:
+            inputs = r.fingerprint_inputs(self.request_corpus)
+        return fingerprint({"rerank stage": inputs})
 
     # -- reranking (the worker thread) -------------------------------------------------------------
 
@@ -211,7 +227,8 @@ class RankService:
                     models[s.name] = {"model": model, "identity": f"unavailable: {e}"}
         return {"ranker": self.name, "kind": self.spec.kind, "description": self.spec.description,
                 "chain": list(reversed(pipe.stage_names())), "members": list(pipe.members),
-                "fingerprint": self.fingerprint, "dataset": self.dataset_name,
+                "fingerprint": self.fingerprint, "search_fingerprint": self.search_fingerprint,
+                "dataset": self.dataset_name,
                 "corpus_documents": len(self.corpus.corpus()) if self.corpus is not None else None,
                 "models": models, "endpoints": {"rerank": self.reranks, "search": self.corpus is not None,
                                                 "embed": self.encoder is not None},
