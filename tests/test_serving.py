@@ -289,3 +289,36 @@ def test_sigterm_lets_the_request_in_flight_finish(toy):
         assert "Traceback" not in proc.stderr.read()
     finally:
         proc.kill()
+
+
+@pytest.mark.models
+def test_a_bi_encoder_embeds_and_says_what_it_truncated(scifact_sample, rankbench_home, tmp_path):
+    """MiniLM (max_length 32, so real abstracts are cut): /embed and /v1/embeddings give the
+    model's own vectors; /rerank flags the documents it truncated, cuts them to
+    max_tokens_per_doc when asked, and refuses them with truncate = false."""
+    from harness.config import parse_config
+
+    config = parse_config({"datasets": {"sample": f"local:{scifact_sample}"},
+                           "rankers": {"minilm": {"kind": "bi-encoder", "max_length": 32}}}, tmp_path / "bench.toml")
+    service = RankService(config, "minilm", dataset="sample", cache=Cache(rankbench_home), log=lambda m: None)
+    server = Server(create_app(service))
+    try:
+        url = server.url
+        long, short = " ".join(["ionosphere radio waves"] * 30), "radio waves"
+        e = httpx.post(f"{url}/embed", json={"inputs": [short, long]}).json()
+        direct = service.embed([short, long])
+        assert np.allclose(np.array(e), direct / np.linalg.norm(direct, axis=1, keepdims=True), atol=1e-5)
+        o = httpx.post(f"{url}/v1/embeddings", json={"input": short, "model": "minilm"}).json()
+        assert o["object"] == "list" and o["data"][0]["index"] == 0 and len(o["data"][0]["embedding"]) == 384
+        r = httpx.post(f"{url}/rerank", json={"query": "radio", "documents": [short, long]}).json()["results"]
+        assert {x["index"]: x["truncated"] for x in r} == {0: False, 1: True}
+        cut = httpx.post(f"{url}/rerank", json={"query": "radio", "documents": [short, long],
+                                               "max_tokens_per_doc": 8}).json()["results"]
+        assert {x["index"]: x["truncated"] for x in cut} == {0: False, 1: False}
+        bad = httpx.post(f"{url}/rerank", json={"query": "radio", "documents": [short, long], "truncate": False})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "documents.1"
+        hits = httpx.post(f"{url}/search", json={"query": "radio waves in the ionosphere", "k": 3}).json()["results"]
+        assert len(hits) == 3 and hits[0]["score"] >= hits[-1]["score"]
+        assert httpx.post(f"{url}/rerank", json={"query": "radio", "documents": [short]}).status_code == 200
+    finally:
+        server.stop()
