@@ -53,7 +53,8 @@ def parser() -> argparse.ArgumentParser:
                             ("max-queue", int, "queued items before 429 (default 512)"),
                             ("timeout-s", float, "a request's deadline (default 30)"),
                             ("cache-entries", int, "LRU result cache size (default 1024; 0: off)"),
-                            ("threshold", float, "drop results scoring below this")):
+                            ("threshold", float, "drop results scoring below this"),
+                            ("encode-batch-size", int, "the model's batch size while serving (default: the ranker's)")):
         p.add_argument(f"--{name}", type=typ, default=None, help=what)
     p.add_argument("--score-mode", choices=["raw", "sigmoid"], default=None, help="scores as given, or sigmoid")
     p.add_argument("--log-level", default="warning")

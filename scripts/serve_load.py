@@ -45,6 +45,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--max-requests", type=int, default=20_000)
     ap.add_argument("--out", default=str(ROOT / "reports" / "serving.md"))
+    ap.add_argument("--embed-ranker", default="minilm", help="the bi-encoder whose /v1/embeddings is measured")
+    ap.add_argument("--embed-seconds", type=float, default=30.0)
+    ap.add_argument("--no-infinity", action="store_true", help="skip infinity-emb's side")
     args = ap.parse_args()
 
     import httpx
@@ -137,6 +140,8 @@ def main() -> int:
     offline_s = time.perf_counter() - t0
     offline_pairs = sum(len(i.texts) for i in items) / offline_s
 
+    embeddings = embed_side_by_side(args, config, bodies)
+
     batches = float(next(l.split()[-1] for l in metrics.splitlines() if l.startswith("rankbench_batch_items_count")))
     batch_sum = float(next(l.split()[-1] for l in metrics.splitlines() if l.startswith("rankbench_batch_items_sum")))
     prov = provenance(ROOT)
@@ -153,6 +158,7 @@ def main() -> int:
         "cache": {"miss_p50_ms": round(statistics.median(miss_ms), 2), "hit_p50_ms": round(statistics.median(hit_ms), 2),
                   "speedup": round(statistics.median(miss_ms) / statistics.median(hit_ms), 1)},
         "machine": {"id": m["id"], "cpu": m["cpu"], "cores": m["cores"]}, "commit": prov.get("commit"),
+        "embeddings": embeddings,
     }
     out = Path(args.out)
     (out.parent / "results").mkdir(parents=True, exist_ok=True)
@@ -160,6 +166,128 @@ def main() -> int:
     out.write_text(render(figures))
     print(json.dumps(figures, indent=1))
     return 0
+
+
+INFINITY_VENV = Path(os.environ.get("RANKBENCH_INFINITY_VENV", Path.home() / ".cache" / "rankbench" / "infinity-venv"))
+INFINITY_REQUIREMENTS = ROOT / "scripts" / "infinity-requirements.txt"
+
+
+def infinity_python() -> Path:
+    """infinity-emb in its own environment (it pins sentence-transformers 3 and transformers 4),
+    built on first use: torch's CPU wheel first, then the pinned requirements."""
+    import subprocess
+
+    py = INFINITY_VENV / "bin" / "python"
+    if not (INFINITY_VENV / "bin" / "infinity_emb").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(INFINITY_VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "torch==2.13.0"], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "-r", str(INFINITY_REQUIREMENTS)], check=True)
+    return INFINITY_VENV / "bin" / "infinity_emb"
+
+
+def embed_load(url: str, path: str, model: str | None, bodies, clients: int, seconds: float) -> dict:
+    """``clients`` clients each embedding a query's 100 passages per request, for ``seconds``."""
+    import httpx
+
+    latencies, codes = [], {}
+
+    async def client(i, stop, http):
+        n = 0
+        while time.perf_counter() < stop:
+            texts = bodies[(i + n * clients) % len(bodies)]["documents"]
+            t0 = time.perf_counter()
+            try:
+                r = await http.post(f"{url}{path}", json={"input": texts, **({"model": model} if model else {})})
+                codes[r.status_code] = codes.get(r.status_code, 0) + 1
+                if r.status_code == 200:
+                    assert len(r.json()["data"]) == len(texts)
+                    latencies.append((time.perf_counter() - t0) * 1000)
+            except httpx.HTTPError as e:
+                codes[type(e).__name__] = codes.get(type(e).__name__, 0) + 1
+            n += 1
+
+    async def load():
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+            await http.post(f"{url}{path}", json={"input": ["warm-up"], **({"model": model} if model else {})})
+            t0 = time.perf_counter()
+            await asyncio.gather(*(client(i, t0 + seconds, http) for i in range(clients)))
+            return time.perf_counter() - t0
+
+    wall = asyncio.run(load())
+    texts = len(latencies) * len(bodies[0]["documents"])
+    return {"requests_ok": len(latencies), "errors": {str(k): v for k, v in codes.items() if k != 200},
+            "seconds": round(wall, 1), "texts_per_s": round(texts / wall, 1),
+            "p50_ms": round(percentile(latencies, 50), 1) if latencies else None,
+            "p95_ms": round(percentile(latencies, 95), 1) if latencies else None}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, proc) -> None:
+    import httpx
+
+    for _ in range(1500):
+        try:
+            if httpx.get(f"{url}/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def embed_side_by_side(args, config, bodies) -> dict:
+    """rankbench's /v1/embeddings and infinity's /embeddings, the same model (all-MiniLM-L6-v2,
+    torch, CPU), the same load, one after the other on the same machine."""
+    import subprocess
+
+    from rankers._models import resolve_model
+
+    out = {"model": config.ranker(args.embed_ranker).params.model, "ranker": args.embed_ranker, "clients": args.clients,
+           "texts_per_request": len(bodies[0]["documents"])}
+    # rankbench serve as a user runs it: its own process, like infinity's
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "serve", args.embed_ranker, "--port", str(port),
+                             "--encode-batch-size", "32", "--timeout-s", "600"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait(url, proc)
+        out["rankbench"] = embed_load(url, "/v1/embeddings", None, bodies, args.clients, args.embed_seconds)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    if args.no_infinity:
+        return out
+    exe = infinity_python()
+    port = _free_port()
+    folder = resolve_model(out["model"]).path
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0", "DO_NOT_TRACK": "1"}
+    proc = subprocess.Popen([str(exe), "v2", "--model-id", str(folder), "--served-model-name", "minilm",
+                             "--engine", "torch", "--device", "cpu", "--host", "127.0.0.1", "--port", str(port),
+                             "--batch-size", "32", "--no-bettertransformer"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait(url, proc)
+        out["infinity"] = embed_load(url, "/embeddings", "minilm", bodies, args.clients, args.embed_seconds)
+        out["infinity"]["version"] = subprocess.run([str(exe.parent / "python"), "-c",
+                                                     "import importlib.metadata as m; print(m.version('infinity_emb'))"],
+                                                    capture_output=True, text=True).stdout.strip()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    out["rankbench_over_infinity"] = round(out["rankbench"]["texts_per_s"] / out["infinity"]["texts_per_s"], 3)
+    return out
 
 
 def render(f: dict) -> str:
@@ -189,8 +317,36 @@ text is new to the server (no cache hits under load).
 | cache hit p50 ms (the same request again) | {f['cache']['hit_p50_ms']} |
 | hit speed-up | {f['cache']['speedup']:g}x |
 
-Not yet here (issue 16): infinity-emb serving the same model on `/embeddings` under the same load.
-"""
+{_embeddings(f.get("embeddings"))}"""
+
+
+def _embeddings(e: dict | None) -> str:
+    if not e:
+        return ""
+    rows = [("rankbench `/v1/embeddings`", e["rankbench"])]
+    if "infinity" in e:
+        rows.append((f"infinity-emb {e['infinity'].get('version', '')} `/embeddings`", e["infinity"]))
+    lines = "\n".join(f"| {name} | {r['requests_ok']} | {sum(r['errors'].values())}"
+                      f"{(' (' + ', '.join(f'{k}: {v}' for k, v in r['errors'].items()) + ')') if r['errors'] else ''} | "
+                      f"{r['p50_ms']} | {r['p95_ms']} | "
+                      f"{r['texts_per_s']} |" for name, r in rows)
+    ratio = (f"rankbench over infinity: {e['rankbench_over_infinity']:.2f}x the texts per second.\n"
+             if "rankbench_over_infinity" in e else "")
+    return f"""
+## Embeddings beside infinity
+
+The same model ({e['model']}, torch, CPU), the same load ({e['clients']} clients, each request a query's
+{e['texts_per_request']} passages), one server after the other on this machine; infinity-emb runs in its
+own environment (scripts/infinity-requirements.txt); both with batch size 32, each in its own process
+(`rankbench serve {e.get('ranker', 'minilm')} --encode-batch-size 32 --timeout-s 600`: infinity has no deadline, so
+neither sheds load here; with rankbench's default 30 s deadline the requests queued longer are answered 503), bound to
+127.0.0.1, the load from this one.
+
+| server | requests | errors | p50 ms | p95 ms | texts/s |
+|---|---:|---:|---:|---:|---:|
+{lines}
+
+{ratio}"""
 
 
 if __name__ == "__main__":

@@ -58,14 +58,31 @@ def create_app(service: RankService, api_key: str | None = None, cors_origins: l
         metrics.batch_pairs.inc(sum(len(i.texts) for i in items))
         return out
 
+    def embed_batch(payloads):
+        """Every request's texts in one encode call: the model sorts them by length across requests,
+        so a batch pads less than one request's texts alone would."""
+        import numpy as np
+
+        texts = [t for p in payloads for t in p]
+        emb = service.embed(texts)
+        out, at = [], 0
+        for p in payloads:
+            out.append(np.asarray(emb[at:at + len(p)]))
+            at += len(p)
+        return out
+
     async def lifespan(app):
+        observe = lambda n, cost: (metrics.batch_items.observe(n), metrics.batch_tokens.observe(cost))  # noqa: E731
         batcher = Batcher(run_batch, settings.max_batch_tokens, settings.max_wait_ms / 1000, settings.max_queue,
-                          executor, on_batch=lambda n, cost: (metrics.batch_items.observe(n),
-                                                              metrics.batch_tokens.observe(cost)))
+                          executor, on_batch=observe)
+        embedder = Batcher(embed_batch, settings.max_batch_tokens, settings.max_wait_ms / 1000, settings.max_queue,
+                           executor, on_batch=observe)
         batcher.start()
-        state["batcher"] = batcher
+        embedder.start()
+        state["batcher"], state["embedder"] = batcher, embedder
         yield
         await batcher.stop()
+        await embedder.stop()
         executor.shutdown(wait=True)
 
     app = FastAPI(title=f"rankbench serve {service.name}", version="1", lifespan=lifespan,
@@ -135,8 +152,8 @@ def create_app(service: RankService, api_key: str | None = None, cors_origins: l
         return _error(exc.status, "invalid_request" if exc.status < 500 else "server_error", str(exc),
                       request.state.rid, exc.field)
 
-    async def _queued(payload, cost: int, request: Request):
-        batcher: Batcher = state["batcher"]
+    async def _queued(payload, cost: int, request: Request, queue: str = "batcher"):
+        batcher: Batcher = state[queue]
         metrics.queue.set(batcher.depth)
         try:
             result, timing = await batcher.submit(payload, cost, time.perf_counter() + settings.timeout_s)
@@ -232,10 +249,15 @@ def create_app(service: RankService, api_key: str | None = None, cors_origins: l
         if len(texts) > settings.max_documents:
             raise ServeError(f"{field}: {len(texts)} texts, more than this server's limit of "
                              f"{settings.max_documents}", 422, field)
-        t0 = time.perf_counter()
-        emb = await asyncio.get_running_loop().run_in_executor(executor, service.embed, texts)
-        request.state.timing["inference"] = (time.perf_counter() - t0) * 1000
-        return emb
+        if service.encoder is None:
+            service.embed(texts)             # the 404 that says why
+        step = settings.batch_documents
+        parts = [texts[i:i + step] for i in range(0, len(texts), step)]
+        got = await asyncio.gather(*(_queued(p, sum(min(512, len(t) // 4 + 2) for t in p), request, "embedder")
+                                     for p in parts))
+        import numpy as np
+
+        return np.concatenate(got) if len(got) > 1 else got[0]
 
     @app.post("/embed")
     async def embed(body: EmbedRequest, request: Request):
@@ -245,7 +267,7 @@ def create_app(service: RankService, api_key: str | None = None, cors_origins: l
             import numpy as np
 
             emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        return emb.tolist()
+        return _json(emb)
 
     @app.post("/v1/embeddings")
     async def openai_embeddings(body: OpenAIEmbeddingsRequest, request: Request):
@@ -255,9 +277,9 @@ def create_app(service: RankService, api_key: str | None = None, cors_origins: l
         texts = [body.input] if isinstance(body.input, str) else body.input
         emb = await _embed(texts, request, "input")
         tokens = sum(max(1, len(t) // 4) for t in texts)
-        return {"object": "list", "model": service.name,
-                "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(emb.tolist())],
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return _json({"object": "list", "model": service.name,
+                      "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(emb)],
+                      "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     @app.get("/health")
     async def health():
@@ -285,6 +307,13 @@ def create_app(service: RankService, api_key: str | None = None, cors_origins: l
              "/openapi.json"}
     app.state.service, app.state.metrics = service, metrics
     return app
+
+
+def _json(obj) -> Response:
+    """Embeddings straight from numpy to JSON (orjson): FastAPI's encoder would walk every float."""
+    import orjson
+
+    return Response(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 class _Refused(Exception):

@@ -42,6 +42,7 @@ class ServeSettings:
     score_mode: Literal["raw", "sigmoid"] = "raw"
     threshold: float | None = None       # results scoring below it are dropped (after score_mode)
     max_body_bytes: int = 4_000_000
+    encode_batch_size: int | None = None  # the model's batch size while serving (an operational setting: the fingerprint is the same)
 
 
 class RequestCorpus(Corpus):
@@ -132,6 +133,9 @@ class RankService:
         self.fingerprint = self._stage_fingerprint(self.rerank_pipe)
         self.search_fingerprint = (self._search_runner.chain_fingerprint(ranker, self.corpus)
                                    if self.corpus is not None else None)
+        if settings.encode_batch_size:
+            _set_batch_size(self.rerank_pipe.ranker, settings.encode_batch_size)
+            _set_batch_size(self.search_pipe.ranker, settings.encode_batch_size)
         self.cache = LRU(settings.cache_entries)
         self._tok = _tokenizer_of(self.rerank_pipe.ranker) if self.reranks else None
         self.encoder = _encoder_of(self.rerank_pipe.ranker)
@@ -281,6 +285,14 @@ def _tokenizer_of(ranker):
             return outer.tokenizer(), outer.max_length(), False
         return inner.model.tokenizer, int(inner.model.max_seq_length), False
     return None
+
+
+def _set_batch_size(ranker, n: int) -> None:
+    import dataclasses
+
+    for r in (ranker, getattr(ranker, "inner", None)):
+        if r is not None and "batch_size" in type(r).OPERATIONAL:
+            r.params = dataclasses.replace(r.params, batch_size=n)
 
 
 def _encoder_of(ranker):
