@@ -42,6 +42,7 @@ class ServeSettings:
     score_mode: Literal["raw", "sigmoid"] = "raw"
     threshold: float | None = None       # results scoring below it are dropped (after score_mode)
     max_body_bytes: int = 4_000_000
+    indexed_rerank: bool = True          # a bi-encoder reranking /search candidates reads the encoded corpus
     encode_batch_size: int | None = None  # the model's batch size while serving (an operational setting: the fingerprint is the same)
 
 
@@ -111,9 +112,11 @@ class RankService:
         self._search_runner = Runner(config, reports, cache=cache, progress=False, log=log)
         self.search_pipe = self._search_runner.pipeline(ranker)
         self.corpus = None
+        self.indexed = False
         if dataset is not None or corpus is not None:
             self.corpus = self._search_runner.dataset(dataset) if dataset is not None else corpus
             self.search_pipe.prepare(self.corpus)
+            self.indexed = settings.indexed_rerank and self._index_bi_encoder()
         self.dataset_name = dataset
         # /rerank: the chain's final ranker over the request's documents
         self._rerank_runner = Runner(config, reports, cache=cache, progress=False, log=log)
@@ -139,6 +142,20 @@ class RankService:
         self.cache = LRU(settings.cache_entries)
         self._tok = _tokenizer_of(self.rerank_pipe.ranker) if self.reranks else None
         self.encoder = _encoder_of(self.rerank_pipe.ranker)
+
+    def _index_bi_encoder(self) -> bool:
+        """A bi-encoder that reranks a first stage over the served corpus: encode the corpus once
+        (cached by content) and rerank from its rows, so a query costs one encoding, not 100."""
+        from rankers.biencoder import BiEncoder
+
+        pipe = self.search_pipe
+        inner = getattr(pipe.ranker, "inner", pipe.ranker)
+        if pipe.first is None or not isinstance(inner, BiEncoder):
+            return False
+        self._search_runner.rankers.prepare_stage(pipe.name, self.corpus, reranking=False)
+        pipe._dataset = self.corpus
+        inner.index_rerank = True
+        return True
 
     def _stage_fingerprint(self, pipe) -> str:
         from harness.cache import fingerprint
@@ -232,6 +249,7 @@ class RankService:
         return {"ranker": self.name, "kind": self.spec.kind, "description": self.spec.description,
                 "chain": list(reversed(pipe.stage_names())), "members": list(pipe.members),
                 "fingerprint": self.fingerprint, "search_fingerprint": self.search_fingerprint,
+                "search_reranks_from_index": self.indexed,
                 "dataset": self.dataset_name,
                 "corpus_documents": len(self.corpus.corpus()) if self.corpus is not None else None,
                 "models": models, "endpoints": {"rerank": self.reranks, "search": self.corpus is not None,

@@ -205,6 +205,7 @@ def test_the_api_key(serve):
     assert _rerank(url).status_code == 200
 
 
+@pytest.mark.load
 def test_a_50_client_burst_is_batched_and_all_answered(serve):
     url, service = serve(max_wait_ms=5.0)
     stop = time.perf_counter() + 2.0
@@ -252,6 +253,7 @@ def test_the_result_cache_answers_the_same_request_and_never_another_model(serve
     assert _rerank(url2).json()["results"] != first
 
 
+@pytest.mark.load
 def test_a_full_queue_answers_429_with_retry_after(serve):
     url, _ = serve(ranker="slow", dataset=None, max_queue=1, max_wait_ms=0.0, cache_entries=0)
     with ThreadPoolExecutor(8) as pool:
@@ -273,6 +275,7 @@ def test_scores_are_sigmoid_when_asked_and_below_the_threshold_dropped(serve):
     assert raw[0]["relevance_score"] == 1.0
 
 
+@pytest.mark.load
 def test_sigterm_lets_the_request_in_flight_finish(toy):
     """rankbench serve as a user runs it: SIGTERM while a slow request is in flight; the request
     is answered, then the server exits."""
@@ -341,3 +344,30 @@ def test_a_bi_encoder_embeds_and_says_what_it_truncated(scifact_sample, rankbenc
         assert httpx.post(f"{url}/rerank", json={"query": "radio", "documents": [short]}).status_code == 200
     finally:
         server.stop()
+
+
+@pytest.mark.models
+def test_a_bi_encoder_reranker_searches_from_the_encoded_corpus(scifact_sample, rankbench_home, tmp_path):
+    """/search with a bi-encoder reranking BM25: the server encodes the corpus once and reranks
+    from its rows (only the query is encoded per request), with the ranking of online encoding."""
+    from harness.config import parse_config
+
+    config = parse_config({"datasets": {"sample": f"local:{scifact_sample}"},
+                           "rankers": {"bm25s": {"kind": "bm25", "backend": "bm25s"},
+                                       "minilm-rerank": {"kind": "bi-encoder", "max_length": 128,
+                                                         "first_stage": "bm25s", "depth": 30}}},
+                          tmp_path / "bench.toml")
+    got = {}
+    for indexed in (True, False):
+        service = RankService(config, "minilm-rerank", dataset="sample", cache=Cache(rankbench_home),
+                              settings=ServeSettings(indexed_rerank=indexed, cache_entries=0), log=lambda m: None)
+        assert service.indexed is indexed and service.info()["search_reranks_from_index"] is indexed
+        server = Server(create_app(service))
+        try:
+            got[indexed] = [httpx.post(f"{server.url}/search", json={"query": q, "k": 10}).json()["results"]
+                            for q in ("radio waves in the ionosphere", "vitamin D and bone density")]
+        finally:
+            server.stop()
+    for a, b in zip(got[True], got[False]):
+        assert [h["doc_id"] for h in a] == [h["doc_id"] for h in b]
+        assert [h["score"] for h in a] == pytest.approx([h["score"] for h in b], abs=1e-4)
