@@ -312,6 +312,17 @@ class Pipeline:
         self._dataset = dataset
         return spent
 
+    def prepare_to_rerank(self, dataset: Dataset) -> float:
+        """Prepare only this chain's own ranker (and a fusion's members) to score given candidates
+        from ``dataset``, without the first stage: what ``rank_stage`` on a server's documents needs."""
+        t0 = time.perf_counter()
+        self.rankers.resolve(self.name)
+        spent = time.perf_counter() - t0 + self.rankers.prepare_stage(self.name, dataset, reranking=True)
+        for name in self.members:
+            spent += self.rankers.prepare_stage(name, dataset, reranking=True)
+        self._dataset = dataset
+        return spent
+
     def _need(self) -> Dataset:
         if self.dataset is None:
             raise RankerUnavailable(f"pipeline {self.name} is not prepared: call prepare(dataset) first")

@@ -125,12 +125,7 @@ class RankService:
             m.ranker.reranks_texts for m in self.rerank_pipe.members.values())
         self.request_corpus = RequestCorpus()
         if self.reranks:
-            rs = self._rerank_runner.rankers
-            rs.resolve(ranker)
-            rs.prepare_stage(ranker, self.request_corpus, reranking=True)
-            for member in self.rerank_pipe.members:
-                rs.prepare_stage(member, self.request_corpus, reranking=True)
-            self.rerank_pipe._dataset = self.request_corpus
+            self.rerank_pipe.prepare_to_rerank(self.request_corpus)
         # what the result cache keys on, and /info shows: the reranking stage (with a fusion's members'
         # own stages) for /rerank, the whole chain over the served corpus for /search
         self.fingerprint = self._stage_fingerprint(self.rerank_pipe)
@@ -152,8 +147,7 @@ class RankService:
         inner = getattr(pipe.ranker, "inner", pipe.ranker)
         if pipe.first is None or not isinstance(inner, BiEncoder):
             return False
-        self._search_runner.rankers.prepare_stage(pipe.name, self.corpus, reranking=False)
-        pipe._dataset = self.corpus
+        self._search_runner.rankers.prepare_stage(pipe.name, self.corpus, reranking=False)   # encodes the corpus
         inner.index_rerank = True
         return True
 
