@@ -84,6 +84,9 @@ class Efficiency:
     other_load_cores: float | None = None               # cores other processes kept busy meanwhile
     ranker_stats: dict = field(default_factory=dict)    # the ranker's run_stats() (truncation, ...)
     reranking: Reranking | None = None
+    # a bi-encoder reranker timed again with its candidates' embeddings computed ahead (a
+    # deployment's index): the same keys as latency_ms; absent for every other ranker
+    indexed_latency_ms: dict | None = None
 
     def as_json(self) -> dict:
         out = {k: getattr(self, k) for k in ("machine", "device", "cpu_threads", "precomputed", "queries",
@@ -91,6 +94,8 @@ class Efficiency:
                                               "index_bytes", "model_bytes", "params", "dtype")}
         if self.machine is None:       # results from before the machine was recorded here
             del out["machine"]
+        if self.indexed_latency_ms is not None:
+            out["indexed_latency_ms"] = self.indexed_latency_ms
         out.update(self.memory)
         if self.other_load_cores is not None:
             out["other_load_cores"] = self.other_load_cores

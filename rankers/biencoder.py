@@ -2,10 +2,13 @@
 
 Documents are encoded as BEIR and MTEB do (title + " " + text, truncated at the model's
 max_seq_length unless ``max_length`` says otherwise). The encoded corpus is cached by content
-(model file hashes, corpus hash, encoding settings). Reranking encodes only the candidates.
+(model file hashes, corpus hash, encoding settings). Reranking encodes the candidates online, as
+the benchmark measures it; a deployment that encoded its corpus ahead reranks from those rows and
+encodes only the query (``rerank_from_corpus``, ``indexed``), and the runner times that too.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal, Mapping
@@ -65,10 +68,11 @@ class BiEncoder(Ranker):
         self._faiss = None
         self._index_dir = None
         self._enc_entry = {}
-        self._rows = None
-        # rerank with the encoded corpus's rows (set by the server once the corpus is encoded);
-        # the benchmark encodes candidates online, as its reports say
-        self.index_rerank = False
+        # (row of each doc id, embeddings): reranking reads candidates' rows from here, and encodes
+        # online only those missing; None: every candidate is encoded online (the benchmark's run)
+        self._indexed = None
+        self._indexed_corpus = False   # _indexed is the encoded corpus (refreshed when it changes)
+        self._recording = None         # doc id -> embedding, kept from online reranking while recording
 
     @property
     def resolved(self):
@@ -138,6 +142,44 @@ class BiEncoder(Ranker):
         self._index_dir = [enc_dir]
         if self.params.index == "hnsw":
             self._prepare_hnsw(key)
+        if self._indexed_corpus:
+            self.rerank_from_corpus()
+
+    def rerank_from_corpus(self) -> None:
+        """Rerank candidates from the encoded corpus's rows, encoding only the query (the server
+        does this once the corpus is encoded): what a deployment pays per query."""
+        from .base import PrepareError
+
+        if self._emb is None:
+            raise PrepareError(f"ranker {self.name}: the corpus is not encoded (prepare it without "
+                               f"reranking=True first), so there are no rows to rerank from")
+        self._indexed = ({d: i for i, d in enumerate(self._ids)}, self._emb)
+        self._indexed_corpus = True
+
+    @contextmanager
+    def recording(self):
+        """Within: online reranking keeps each candidate's embedding in the dict yielded."""
+        kept: dict = {}
+        self._recording = kept
+        try:
+            yield kept
+        finally:
+            self._recording = None
+
+    @contextmanager
+    def indexed(self, embeddings: Mapping[str, "np.ndarray"]):
+        """Within: candidates found in ``embeddings`` (doc id -> vector, computed ahead) are read,
+        not encoded; only the query and any other candidate are encoded online."""
+        import numpy as np
+
+        ids = list(embeddings)
+        mat = np.stack([np.asarray(embeddings[d], dtype=np.float32) for d in ids]) if ids else None
+        outer = self._indexed, self._indexed_corpus
+        self._indexed, self._indexed_corpus = ({d: i for i, d in enumerate(ids)}, mat), False
+        try:
+            yield
+        finally:
+            self._indexed, self._indexed_corpus = outer
 
     def _prepare_hnsw(self, enc_key: str):
         faiss = require("faiss", "dense", "the bi-encoder's HNSW index")
@@ -197,19 +239,20 @@ class BiEncoder(Ranker):
         import numpy as np
 
         doc_ids = sorted({d for q in qids for d in candidates.get(q, {})})
-        if self.index_rerank and self._emb is not None:
-            # candidates from the encoded corpus: only the query is encoded online (a deployment's cost)
-            if self._rows is None:
-                self._rows = {d: i for i, d in enumerate(self._ids)}
-            known = [d for d in doc_ids if d in self._rows]
-            rest = [d for d in doc_ids if d not in self._rows]
-            parts = [np.asarray(self._emb[[self._rows[d] for d in known]])] if known else []
+        if self._indexed is not None:
+            # candidates' rows computed ahead: only the query (and any unknown candidate) is encoded
+            rows, emb = self._indexed
+            known = [d for d in doc_ids if d in rows]
+            rest = [d for d in doc_ids if d not in rows]
+            parts = [np.asarray(emb[[rows[d] for d in known]])] if known else []
             if rest:
                 parts.append(self._encode(self._doc_texts(rest), progress=False))
             doc_ids = known + rest
             d_emb = np.concatenate(parts) if parts else np.zeros((0, q_emb.shape[1]), dtype=np.float32)
         else:
             d_emb = self._encode(self._doc_texts(doc_ids), progress=len(doc_ids) > 500)
+            if self._recording is not None:
+                self._recording.update(zip(doc_ids, d_emb))
         row = {d: i for i, d in enumerate(doc_ids)}
         out: Run = {}
         for qi, q in enumerate(qids):
@@ -235,4 +278,4 @@ class BiEncoder(Ranker):
     def close(self):
         self._emb = None
         self._faiss = None
-        self._rows = None
+        self._indexed, self._indexed_corpus = None, False

@@ -148,7 +148,7 @@ class RankService:
         if pipe.first is None or not isinstance(inner, BiEncoder):
             return False
         self._search_runner.rankers.prepare_stage(pipe.name, self.corpus, reranking=False)   # encodes the corpus
-        inner.index_rerank = True
+        inner.rerank_from_corpus()
         return True
 
     def _stage_fingerprint(self, pipe) -> str:

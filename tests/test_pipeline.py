@@ -83,6 +83,19 @@ kind = "onnx"
 source = "minilm"
 variant = "fp32"
 
+[rankers.minilm-rerank]
+kind = "bi-encoder"
+max_length = 128
+first_stage = "bm25s"
+depth = 20
+
+[rankers.minilm-onnx-rerank]
+kind = "onnx"
+source = "minilm"
+variant = "fp32"
+first_stage = "bm25s"
+depth = 20
+
 [rankers.hybrid]
 kind = "fusion"
 members = {{ bm25s = 1.0, minilm = 1.0 }}
@@ -94,7 +107,8 @@ SEARCH_CASES = {
     "random": [pytest.param("random"), pytest.param("random-rerank")],
     "fusion": [pytest.param("fusion-rrf"), pytest.param("fusion-rerank"),
                pytest.param("hybrid", marks=pytest.mark.models)],
-    "bi-encoder": [pytest.param("minilm", marks=pytest.mark.models)],
+    "bi-encoder": [pytest.param("minilm", marks=pytest.mark.models),
+                   pytest.param("minilm-rerank", marks=pytest.mark.models)],
     "cross-encoder": [pytest.param("ce", marks=pytest.mark.models)],
     "onnx": [pytest.param("ce-int8", marks=pytest.mark.models), pytest.param("minilm-onnx", marks=pytest.mark.models)],
 }
@@ -279,3 +293,44 @@ def test_nothing_is_exported_inside_rank(runner):
     pipe.prepare(ds)                                                 # the prepare phase exports it
     assert fresh.cache.get("onnx", pipe.ranker._key()) is not None
     assert pipe.search(NEW_QUERY, k=3).hits
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("name", ["minilm-rerank", "minilm-onnx-rerank"])
+def test_a_bi_encoder_reranker_is_timed_online_and_indexed(runner, name):
+    """Its latency is measured twice on the same queries: online, encoding each query's
+    candidates as the run does, then indexed, with the embeddings the online pass computed, so
+    only the query is encoded; the indexed pass ranks exactly as the online one."""
+    import dataclasses
+
+    from harness.runner import _indexable_bi_encoder
+
+    ds = runner.dataset("sample")
+    settings = dataclasses.replace(runner.config.settings, latency_queries=6, latency_warmup=1)
+    pipe = runner.pipeline(name)
+    encoder = _indexable_bi_encoder(pipe)
+    assert encoder is not None and _indexable_bi_encoder(runner.pipeline("random-rerank")) is None
+    sizes = []
+    real = encoder._encode
+    encoder._encode = lambda texts, progress: (sizes.append(len(texts)), real(texts, progress))[1]
+    try:
+        online, indexed = runner.measure_latency(name, ds, 10, settings)
+    finally:
+        del encoder._encode
+    assert online["n"] == indexed["n"] == 6 and online["warmup"] == indexed["warmup"] == 1
+    assert "only the query encoded online" in indexed["scope"] and "ahead" not in online["scope"]
+    # online: the query, then its 20 candidates, per call; indexed: the query alone
+    assert sizes[:14:2] == [1] * 7 and all(n == 20 for n in sizes[1:14:2])
+    assert sizes[14:] == [1] * 7
+    assert indexed["p50"] > 0
+
+    queries = dict(list(ds.queries().items())[:4])
+    with encoder.recording() as kept:
+        live = pipe.rank(queries, 10)
+    assert len(kept) >= 20
+    with encoder.indexed(kept):
+        again = pipe.rank(queries, 10)
+    for q in queries:
+        assert list(again[q]) == list(live[q])
+        assert all(again[q][d] == pytest.approx(live[q][d], abs=1e-6) for d in live[q])
+    assert encoder._indexed is None            # restored on leaving
