@@ -143,14 +143,21 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
 
         w(_efficiency_table(cells))
         truncated = any("truncation" in c["efficiency"] for _, c in cells)
-        lat_n = next((c["efficiency"]["latency_ms"] for _, c in cells if c["efficiency"].get("latency_ms")), None)
+        timed = {}     # (queries timed, warm-up) -> rankers: a run cached by another suite keeps its own
+        for r, c in cells:
+            if lat := c["efficiency"].get("latency_ms"):
+                timed.setdefault((lat["n"], lat["warmup"]), []).append(r)
         w("")
-        if lat_n:
-            n = lat_n["n"]
+        if timed:
+            groups = sorted(timed.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+            (n, warm), _ = groups[0]
+            others = groups[1:]
             tail = ("" if n >= 100 else f" With {n} queries timed, p95 and p99 interpolate between the slowest "
                     f"{max(2, round(n * 0.05) + 1)}: read them as worst cases, not stable tails.")
+            other = "".join(f"; {', '.join(rs)}: {on} after {ow} (run timed in another suite)"
+                            for (on, ow), rs in others)
             w(f"Latency: one query at a time through the whole pipeline, {n} queries after "
-              f"{lat_n['warmup']} warm-up ([protocol](../docs/MEASUREMENT.md)).{tail} QPS: all queries in one batch call (first stage included). "
+              f"{warm} warm-up{other} ([protocol](../docs/MEASUREMENT.md)).{tail} QPS: all queries in one batch call (first stage included). "
               f"Build: seconds to build the index or encode the corpus, recorded when the cached artifact was "
               f"built (possibly by an earlier run). Peak RSS: the whole process during "
               f"the cell (a JVM or model loaded by an earlier cell stays resident); +RSS: its growth during "

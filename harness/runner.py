@@ -235,6 +235,17 @@ class Runner:
             self._provenance = provenance(self.config.root)
         return self._provenance
 
+    def _cached_efficiency(self, key: str) -> dict | None:
+        """The efficiency figures of the cached run under ``key``; None when there is none (or it
+        cannot be read: the run is then made again, and the damaged entry quarantined there)."""
+        hit = self.cache.get("runs", key)
+        if hit is None:
+            return None
+        try:
+            return json.loads((hit / "entry.json").read_text(encoding="utf-8")).get("efficiency")
+        except (OSError, ValueError, AttributeError):
+            return None
+
     def run_cell(self, suite: SuiteSpec, ranker: str, ds_name: str) -> CellOutcome:
         t0 = time.perf_counter()
         path = result_path(self.reports, suite.name, ranker, ds_name)
@@ -253,12 +264,13 @@ class Runner:
                 old = read_result(path)
             except DataError:      # damaged or foreign: not up to date, so it is run again
                 old = {}
-            # Up to date: same inputs, same measures, and the run is in this machine's cache. A
-            # result committed from elsewhere is reproduced here, not trusted (and its efficiency
-            # figures belong to the machine that measured them).
+            # Up to date: same inputs, same measures, and the run is in this machine's cache with
+            # the figures this result quotes. A result committed from elsewhere is reproduced here,
+            # not trusted (its efficiency figures belong to the machine that measured them), and
+            # one whose run was measured again (--force in another suite) takes the new figures.
             if (old.get("status") == "ok" and old.get("fingerprints", {}).get("cell") == key
                     and list(old.get("measures", {}).get("aggregate", {})) == measures
-                    and self.cache.get("runs", key) is not None):
+                    and self._cached_efficiency(key) == old.get("efficiency")):
                 return CellOutcome(ranker, ds_name, "up-to-date", "", time.perf_counter() - t0)
         run, eff, how = self.get_run(ranker, dataset, settings.k, settings)
         if dataset.conventions.drop_self_hits:

@@ -56,6 +56,29 @@ def test_cells_are_cached_by_content_and_resumed(sample_config, tmp_path, rankbe
     assert json.loads(path.read_text())["measures"] == before
 
 
+
+def test_a_run_measured_again_in_another_suite_refreshes_every_suite_quoting_it(scifact_sample, tmp_path,
+                                                                                rankbench_home):
+    """Two suites share a cached run; forcing it in one re-times it, and the other's result,
+    otherwise up to date, takes the new figures instead of quoting the old ones."""
+    config = make_config({"sample": f"local:{scifact_sample}"},
+                         {"bm25s": {"kind": "bm25", "backend": "bm25s"},
+                          "rnd": {"kind": "random", "first_stage": "bm25s", "depth": 20}},
+                         {"a": {"rankers": ["bm25s", "rnd"], "datasets": ["sample"]},
+                          "b": {"rankers": ["rnd"], "datasets": ["sample"]}})
+    reports = tmp_path / "reports"
+    Runner(config, reports, progress=False).run_suite("a")
+    assert statuses(Runner(config, reports, progress=False).run_suite("b")) == {("rnd", "sample"): "cached-run"}
+    assert statuses(Runner(config, reports, progress=False).run_suite("b")) == {("rnd", "sample"): "up-to-date"}
+    before = json.loads(result_path(reports, "b", "rnd", "sample").read_text())["efficiency"]
+    forced = Runner(config, reports, progress=False, force=True).run_suite("a", rankers=["rnd"])
+    assert statuses(forced) == {("rnd", "sample"): "ran"}
+    new = json.loads(result_path(reports, "a", "rnd", "sample").read_text())["efficiency"]
+    assert new != before          # timed again: at least the latency differs
+    assert statuses(Runner(config, reports, progress=False).run_suite("b")) == {("rnd", "sample"): "cached-run"}
+    assert json.loads(result_path(reports, "b", "rnd", "sample").read_text())["efficiency"] == new
+
+
 def test_fingerprints_follow_content_not_names(scifact_sample, tmp_path):
     def key(rankers, name):
         cfg = make_config({"sample": f"local:{scifact_sample}"}, rankers,
