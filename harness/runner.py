@@ -218,7 +218,7 @@ class Runner:
         stages = pipe.stages()
         if len(stages) > 1 and all(p.ranker.precomputed for p in stages[1:]):
             scope = "rerank stage (first stage is a precomputed run)"
-        encoder = _indexable_bi_encoder(pipe)
+        encoder = pipe.indexed_reranker()
         if encoder is None:
             return summary(timed(), scope), None
         with encoder.recording() as embeddings:
@@ -334,17 +334,6 @@ class Runner:
         folder = check_writable(self.reports / "results" / suite_name, "results folder")
         for gone in self.cache.sweep() + sweep_stale(folder):
             self.log(f"removed {gone}, left by an interrupted run")
-
-
-def _indexable_bi_encoder(pipe: Pipeline):
-    """The bi-encoder reranking this pipeline's first stage (its own, or an ONNX ranker's inner
-    one), whose indexed latency is measured beside the online one; None for anything else."""
-    from rankers.biencoder import BiEncoder
-
-    if pipe.first is None or pipe.members:
-        return None
-    inner = getattr(pipe.ranker, "inner", pipe.ranker)
-    return inner if isinstance(inner, BiEncoder) else None
 
 
 def _params(params) -> dict:

@@ -116,7 +116,7 @@ class RankService:
         if dataset is not None or corpus is not None:
             self.corpus = self._search_runner.dataset(dataset) if dataset is not None else corpus
             self.search_pipe.prepare(self.corpus)
-            self.indexed = settings.indexed_rerank and self._index_bi_encoder()
+            self.indexed = settings.indexed_rerank and self.search_pipe.rerank_from_index()
         self.dataset_name = dataset
         # /rerank: the chain's final ranker over the request's documents
         self._rerank_runner = Runner(config, reports, cache=cache, progress=False, log=log)
@@ -137,19 +137,6 @@ class RankService:
         self.cache = LRU(settings.cache_entries)
         self._tok = _tokenizer_of(self.rerank_pipe.ranker) if self.reranks else None
         self.encoder = _encoder_of(self.rerank_pipe.ranker)
-
-    def _index_bi_encoder(self) -> bool:
-        """A bi-encoder that reranks a first stage over the served corpus: encode the corpus once
-        (cached by content) and rerank from its rows, so a query costs one encoding, not 100."""
-        from rankers.biencoder import BiEncoder
-
-        pipe = self.search_pipe
-        inner = getattr(pipe.ranker, "inner", pipe.ranker)
-        if pipe.first is None or not isinstance(inner, BiEncoder):
-            return False
-        self._search_runner.rankers.prepare_stage(pipe.name, self.corpus, reranking=False)   # encodes the corpus
-        inner.rerank_from_corpus()
-        return True
 
     def _stage_fingerprint(self, pipe) -> str:
         from harness.cache import fingerprint

@@ -303,13 +303,11 @@ def test_a_bi_encoder_reranker_is_timed_online_and_indexed(runner, name):
     only the query is encoded; the indexed pass ranks exactly as the online one."""
     import dataclasses
 
-    from harness.runner import _indexable_bi_encoder
-
     ds = runner.dataset("sample")
     settings = dataclasses.replace(runner.config.settings, latency_queries=6, latency_warmup=1)
     pipe = runner.pipeline(name)
-    encoder = _indexable_bi_encoder(pipe)
-    assert encoder is not None and _indexable_bi_encoder(runner.pipeline("random-rerank")) is None
+    encoder = pipe.indexed_reranker()
+    assert encoder is not None and runner.pipeline("random-rerank").indexed_reranker() is None
     sizes = []
     real = encoder._encode
     encoder._encode = lambda texts, progress: (sizes.append(len(texts)), real(texts, progress))[1]
