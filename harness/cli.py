@@ -17,6 +17,8 @@ EPILOG = """examples:
   rankbench compare tas-b-run bm25-run --dataset dl19
                                            where two rankers differ most, query by query
   rankbench bench [--compare]              hot-path micro-benchmarks, saved; --compare fails on a slowdown
+  rankbench rag minilm-rerank-bm25 "do statins lower mortality?" --dataset scifact --budget 512
+                                           the context a RAG reader gets, with citations and scores
   rankbench ls rankers                     what bench.toml defines
   rankbench train ce-teacher               train the model behind a ranker (cached)
   rankbench export ce-student-int8         export a ranker's model to ONNX (fp32 / INT8 / fp16), cached
@@ -58,6 +60,14 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=typ, default=None, help=what)
     p.add_argument("--score-mode", choices=["raw", "sigmoid"], default=None, help="scores as given, or sigmoid")
     p.add_argument("--log-level", default="warning")
+    _common(p)
+
+    p = sub.add_parser("rag", help="the context a RAG reader gets for a question: passages, citations, scores",
+                       description="Retrieve and rerank through a bench.toml chain, filter (threshold, top-k, "
+                                   "duplicates) and pack the passages into a token budget, with citation ids.")
+    from rag.cli import add_arguments
+
+    add_arguments(p)
     _common(p)
 
     p = sub.add_parser("run", help="run a suite's cells (cached, resumable) and write its report",
@@ -158,6 +168,12 @@ def parser() -> argparse.ArgumentParser:
                        description="Checksums are verified whenever rankbench reads a file of the folder.")
     p.add_argument("folder")
     return ap
+
+
+def cmd_rag(args) -> int:
+    from rag.cli import cmd_rag as run
+
+    return run(args)
 
 
 def cmd_serve(args) -> int:
@@ -303,7 +319,7 @@ def cmd_accept(args) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "run": cmd_run, "train": cmd_train, "export": cmd_export, "report": cmd_report, "compare": cmd_compare, "bench": cmd_bench, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
+COMMANDS = {"serve": cmd_serve, "rag": cmd_rag, "run": cmd_run, "train": cmd_train, "export": cmd_export, "report": cmd_report, "compare": cmd_compare, "bench": cmd_bench, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
             "validate": cmd_validate, "seed-irds": cmd_seed_irds, "manifest": cmd_manifest}
 
 

@@ -49,3 +49,14 @@ def set_offline_env() -> None:
         import huggingface_hub.constants as c
 
         c.HF_HUB_OFFLINE = True
+
+
+def reachable(url: str, timeout: float = 2.0) -> bool:
+    """Can a TCP connection be opened to ``url``'s host and port, within ``timeout`` seconds?"""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return _probe(parts.hostname, port, timeout)

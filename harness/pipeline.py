@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
@@ -67,6 +68,7 @@ class Hit:
     score: float
     title: str
     text: str = field(repr=False)
+    first_stage_score: float | None = None    # its score in the first stage, for a reranker
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,9 @@ class RankerSet:
         self._fingerprints: dict[tuple[str, str], str] = {}    # (ranker, dataset) -> chain fingerprint
         self._live = 0                 # > 0 while a Pipeline ranks: members rank live too
         self._timings: dict[str, float] | None = None
+        # one live search at a time through these rankers: their per-call state (timings, a
+        # fusion's live flag, a server's request corpus) is the set's, not the thread's
+        self.lock = threading.RLock()
         # a benchmark's source of members' runs (the Runner's cache): (ranker, dataset, k) -> (run, efficiency)
         self.cached_runs: Callable[[str, Dataset, int], tuple[Run, dict]] | None = None
 
@@ -323,6 +328,26 @@ class Pipeline:
         self._dataset = dataset
         return spent
 
+    def indexed_reranker(self):
+        """The bi-encoder reranking this chain's first stage (its own, or an ONNX ranker's inner
+        one): it can rerank from the corpus it encoded instead of encoding candidates per query.
+        None for every other chain."""
+        if self.first is None or self.members:
+            return None
+        inner = getattr(self.ranker, "inner", self.ranker)
+        return inner if callable(getattr(inner, "rerank_from_corpus", None)) else None
+
+    def rerank_from_index(self) -> bool:
+        """Encode the corpus once (cached by content) and rerank from its rows, so a query costs
+        one encoding, not one per candidate: what a deployment does. False when the chain's
+        reranker is not a bi-encoder (nothing changes)."""
+        encoder = self.indexed_reranker()
+        if encoder is None:
+            return False
+        self.rankers.prepare_stage(self.name, self._need(), reranking=False)    # encodes the corpus
+        encoder.rerank_from_corpus()
+        return True
+
     def _need(self) -> Dataset:
         if self.dataset is None:
             raise RankerUnavailable(f"pipeline {self.name} is not prepared: call prepare(dataset) first")
@@ -333,6 +358,10 @@ class Pipeline:
     def rank(self, queries: Mapping[str, str], k: int | None = None, check: bool = True) -> Run:
         """Rank the queries live through the whole chain (first stages, members), nothing from a
         cache: what serving them costs. ``k`` defaults to the config's depth of a full run."""
+        return self._rank_chain(queries, k, check)[0]
+
+    def _rank_chain(self, queries: Mapping[str, str], k: int | None, check: bool) -> tuple[Run, Run | None]:
+        """The chain's ranking and the first stage's candidates it reranked (None without one)."""
         self._need()
         k = k or self.rankers.settings.k
         queries = dict(queries)
@@ -343,7 +372,7 @@ class Pipeline:
             if self.first is not None:
                 first = self.first.rank(queries, first_stage_k(self.depth, rs.settings), check=check)
                 candidates = top_k(first, self.depth)
-            return self.rank_stage(queries, candidates, k, check=check)
+            return self.rank_stage(queries, candidates, k, check=check), candidates
         finally:
             rs._live -= 1
 
@@ -372,19 +401,22 @@ class Pipeline:
         if reason is not None:
             raise RankerUnavailable(reason)
         rs = self.rankers
-        outer, rs._timings = rs._timings, {}
-        t0 = time.perf_counter()
-        try:
-            run = self.rank({SEARCH_QID: query}, k)
-            timings = rs._timings
-        finally:
-            rs._timings = outer
-        total = (time.perf_counter() - t0) * 1000
+        with rs.lock:                  # thread-safe: concurrent callers take turns
+            outer, rs._timings = rs._timings, {}
+            t0 = time.perf_counter()
+            try:
+                run, candidates = self._rank_chain({SEARCH_QID: query}, k, check=True)
+                timings = rs._timings
+            finally:
+                rs._timings = outer
+            total = (time.perf_counter() - t0) * 1000
         from .types import ranked
 
         top = ranked(run.get(SEARCH_QID, {}))[:k]
         docs = dataset.docs([d for d, _ in top])
-        hits = tuple(Hit(rank=i, doc_id=d, score=s, title=docs[d].title, text=docs[d].text)
+        first = (candidates or {}).get(SEARCH_QID, {})
+        hits = tuple(Hit(rank=i, doc_id=d, score=s, title=docs[d].title, text=docs[d].text,
+                         first_stage_score=first.get(d) if candidates is not None else None)
                      for i, (d, s) in enumerate(top, 1))
         return SearchResult(query=query, hits=hits, timings_ms=dict(timings), total_ms=round(total, 3))
 

@@ -1,36 +1,11 @@
 """``rankbench serve``: build the service (models loaded, corpus indexed), then open the port."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
-from harness.data import Corpus
-from harness.errors import DataError
-
-
-def read_corpus(path: Path) -> Corpus:
-    """A BEIR corpus.jsonl (plain or .gz), or a folder holding one, as a Corpus."""
-    from harness.files import read_lines
-
-    path = Path(path)
-    if path.is_dir():
-        found = [p for p in (path / "corpus.jsonl", path / "corpus.jsonl.gz") if p.exists()]
-        if not found:
-            raise DataError(f"{path}: no corpus.jsonl or corpus.jsonl.gz in this folder")
-        path = found[0]
-    if not path.exists():
-        raise DataError(f"{path}: no such corpus file")
-    records = []
-    for n, line in read_lines(path):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{n}: not JSON: {e.msg}") from None
-    return Corpus(records, name=path.parent.name if path.name.startswith("corpus.") else path.stem)
+from harness.data import read_corpus
 
 
 def serve(args) -> int:

@@ -4,6 +4,7 @@ searched, not evaluated. Indexes and encodings built on it are cached by its con
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Iterable, Mapping
 
 from ..conventions import CONVENTIONS
@@ -86,3 +87,26 @@ def _doc(value, where: str) -> Doc:
             return Doc(title, text)
     raise DataError(f"{where}: a document is a text, or a record with a \"text\" string (and an optional "
                     f"\"title\"), found {value!r:.80}")
+
+
+def read_corpus(path: Path) -> Corpus:
+    """A BEIR corpus.jsonl (plain or .gz), or a folder holding one, as a Corpus."""
+    from ..files import read_lines
+
+    path = Path(path)
+    if path.is_dir():
+        found = [p for p in (path / "corpus.jsonl", path / "corpus.jsonl.gz") if p.exists()]
+        if not found:
+            raise DataError(f"{path}: no corpus.jsonl or corpus.jsonl.gz in this folder")
+        path = found[0]
+    if not path.exists():
+        raise DataError(f"{path}: no such corpus file")
+    records = []
+    for n, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: not JSON: {e.msg}") from None
+    return Corpus(records, name=path.parent.name if path.name.startswith("corpus.") else path.stem)
