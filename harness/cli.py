@@ -58,7 +58,14 @@ def parser() -> argparse.ArgumentParser:
                             ("threshold", float, "drop results scoring below this"),
                             ("encode-batch-size", int, "the model's batch size while serving (default: the ranker's)")):
         p.add_argument(f"--{name}", type=typ, default=None, help=what)
-    p.add_argument("--score-mode", choices=["raw", "sigmoid"], default=None, help="scores as given, or sigmoid")
+    p.add_argument("--score-mode", choices=["raw", "sigmoid", "calibrated"], default=None,
+                   help="scores as the model gives them, their sigmoid, or calibrated probabilities (--calibrate-on)")
+    p.add_argument("--calibrator", choices=["identity", "temperature", "platt", "isotonic"], default=None,
+                   help="the calibrator for --score-mode calibrated (default platt)")
+    p.add_argument("--calibrate-on", default=None,
+                   help="the dataset (a training or dev split) the calibrator is fitted on, before the port opens")
+    p.add_argument("--calibration-queries", type=int, default=None,
+                   help="judged queries sampled from it (default 150; 0: all)")
     p.add_argument("--log-level", default="warning")
     _common(p)
 
@@ -68,6 +75,14 @@ def parser() -> argparse.ArgumentParser:
     from rag.cli import add_arguments
 
     add_arguments(p)
+    _common(p)
+
+    p = sub.add_parser("calibrate", help="fit score calibrators (temperature, Platt, isotonic) on judged pairs",
+                       description="Fit a ranker's calibrators on a dataset's judged pairs (cached by content) "
+                                   "and measure them on a held-out one; --report writes reports/calibration.md.")
+    from rag.cli import add_calibrate_arguments
+
+    add_calibrate_arguments(p)
     _common(p)
 
     p = sub.add_parser("run", help="run a suite's cells (cached, resumable) and write its report",
@@ -172,6 +187,12 @@ def parser() -> argparse.ArgumentParser:
 
 def cmd_rag(args) -> int:
     from rag.cli import cmd_rag as run
+
+    return run(args)
+
+
+def cmd_calibrate(args) -> int:
+    from rag.cli import cmd_calibrate as run
 
     return run(args)
 
@@ -319,7 +340,7 @@ def cmd_accept(args) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "rag": cmd_rag, "run": cmd_run, "train": cmd_train, "export": cmd_export, "report": cmd_report, "compare": cmd_compare, "bench": cmd_bench, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
+COMMANDS = {"serve": cmd_serve, "rag": cmd_rag, "calibrate": cmd_calibrate, "run": cmd_run, "train": cmd_train, "export": cmd_export, "report": cmd_report, "compare": cmd_compare, "bench": cmd_bench, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
             "validate": cmd_validate, "seed-irds": cmd_seed_irds, "manifest": cmd_manifest}
 
 

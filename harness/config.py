@@ -95,6 +95,33 @@ class Expected:
 
 
 @dataclass(frozen=True)
+class CalibrationSpec:
+    """``[calibration]``: the models whose scores reports/calibration.md calibrates, and the
+    (fit, test) dataset pairs. A model row names its chains: on each dataset the first one that
+    applies scores the pairs (a DL set needs the chain on the published BM25 run, a BEIR set the
+    one on BM25), and they must share one scorer (the same model, whatever the first stage)."""
+    models: Mapping[str, tuple[str, ...]]
+    pairs: tuple[tuple[str, str], ...]
+    max_queries: int = 150          # fit and test queries sampled per dataset (seeded); 0: all
+    bins: int = 15
+
+
+@dataclass(frozen=True)
+class RagSpec:
+    """``[rag]``: reports/rag.md compares three pipelines on each dataset: the first stage alone
+    (``retrieve``), reranked (``rerank``), and reranked with a calibrated threshold chosen for
+    ``target_precision`` on the dataset's calibration split (``datasets``: test = its split).
+    Each of ``retrieve`` and ``rerank`` names chains, the first that applies to a dataset is used."""
+    retrieve: tuple[str, ...]
+    rerank: tuple[str, ...]
+    datasets: Mapping[str, str]
+    budgets: tuple[int, ...] = (256, 512, 1024)
+    tokenizer: str = "sentence-transformers/all-MiniLM-L6-v2"
+    calibrator: str = "platt"
+    target_precision: float = 0.5
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     root: Path
@@ -106,6 +133,8 @@ class Config:
     check: CheckSettings
     expected: tuple[Expected, ...]
     recipes: Mapping[str, Any] = field(default_factory=dict)    # name -> harness.recipe_spec.RecipeSpec
+    calibration: CalibrationSpec | None = None
+    rag: RagSpec | None = None
 
     def suite(self, name: str) -> SuiteSpec:
         if name not in self.suites:
@@ -174,7 +203,8 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
 
 def parse_config(raw: Mapping, path: Path) -> Config:
     where = str(path)
-    _keys(raw, {"settings", "measures", "datasets", "rankers", "suites", "check", "expected", "recipes"}, where)
+    _keys(raw, {"settings", "measures", "datasets", "rankers", "suites", "check", "expected", "recipes",
+                "calibration", "rag"}, where)
     settings = _settings(raw.get("settings", {}), f"{where} [settings]")
 
     measure_sets: dict[str, tuple[str, ...]] = {}
@@ -284,9 +314,94 @@ def parse_config(raw: Mapping, path: Path) -> Config:
         parse_measures([ex.measure], w)
         expected.append(ex)
 
+    calibration = _calibration(raw["calibration"], rankers, datasets, f"{where} [calibration]") \
+        if "calibration" in raw else None
+    rag = _rag(raw["rag"], rankers, datasets, f"{where} [rag]") if "rag" in raw else None
     return Config(path=path, root=path.parent.resolve(), settings=settings, measure_sets=measure_sets,
                   datasets=datasets, rankers=rankers, suites=suites, check=check, expected=tuple(expected),
-                  recipes=recipes)
+                  recipes=recipes, calibration=calibration, rag=rag)
+
+
+def _rag(table: Any, rankers: Mapping, datasets: Mapping, where: str) -> RagSpec:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: must be a table")
+    _keys(table, {f.name for f in dataclasses.fields(RagSpec)}, where)
+    chains = {}
+    for key in ("retrieve", "rerank"):
+        got = table.get(key)
+        if isinstance(got, str):
+            got = [got]
+        if not isinstance(got, list) or not got or not all(isinstance(c, str) for c in got):
+            raise ConfigError(f"{where} {key}: a list of ranker names, found {got!r}")
+        for c in got:
+            if c not in rankers:
+                raise ConfigError(unknown("ranker", c, rankers, f"{where} {key}"))
+        chains[key] = tuple(got)
+    ds = table.get("datasets")
+    if not isinstance(ds, Mapping) or not ds:
+        raise ConfigError(f'{where} datasets: a table of test dataset = its calibration split, e.g. dl20 = "dl19"')
+    for test, fit_on in ds.items():
+        for d in (test, fit_on):
+            if not isinstance(d, str) or d not in datasets:
+                raise ConfigError(unknown("dataset", str(d), datasets, f"{where} datasets.{test}"))
+        if test == fit_on:
+            raise ConfigError(f"{where} datasets.{test}: the threshold must be chosen on another split")
+    budgets = table.get("budgets", [256, 512, 1024])
+    if (not isinstance(budgets, list) or not budgets
+            or not all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in budgets)):
+        raise ConfigError(f"{where} budgets: a list of positive token counts, found {budgets!r}")
+    target = table.get("target_precision", 0.5)
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
+        raise ConfigError(f"{where} target_precision: in (0, 1], found {target!r}")
+    method = table.get("calibrator", "platt")
+    if method not in ("identity", "temperature", "platt", "isotonic"):
+        raise ConfigError(f"{where} calibrator: one of identity, temperature, platt, isotonic; found {method!r}")
+    tok = table.get("tokenizer", "sentence-transformers/all-MiniLM-L6-v2")
+    if not isinstance(tok, str) or not tok:
+        raise ConfigError(f"{where} tokenizer: a Hugging Face tokenizer name or folder, found {tok!r}")
+    return RagSpec(retrieve=chains["retrieve"], rerank=chains["rerank"], datasets=dict(ds),
+                   budgets=tuple(budgets), tokenizer=tok, calibrator=method, target_precision=float(target))
+
+
+def _calibration(table: Any, rankers: Mapping, datasets: Mapping, where: str) -> CalibrationSpec:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: must be a table")
+    _keys(table, {"models", "pairs", "max_queries", "bins"}, where)
+    models = table.get("models")
+    if not isinstance(models, Mapping) or not models:
+        raise ConfigError(f"{where} models: a table of model name = [its chains], e.g. "
+                          f'minilm = ["minilm-rerank-bm25run", "minilm-rerank-bm25"]')
+    out = {}
+    for name, chains in models.items():
+        w = f"{where} models.{name}"
+        if isinstance(chains, str):
+            chains = [chains]
+        if not isinstance(chains, list) or not chains or not all(isinstance(c, str) for c in chains):
+            raise ConfigError(f"{w}: a list of ranker names, found {chains!r}")
+        for c in chains:
+            if c not in rankers:
+                raise ConfigError(unknown("ranker", c, rankers, w))
+        out[name] = tuple(chains)
+    pairs = table.get("pairs")
+    if not isinstance(pairs, list) or not pairs:
+        raise ConfigError(f'{where} pairs: a list of [fit dataset, test dataset], e.g. [["dl19", "dl20"]]')
+    got = []
+    for i, pair in enumerate(pairs, 1):
+        w = f"{where} pairs #{i}"
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(d, str) for d in pair)):
+            raise ConfigError(f"{w}: [fit dataset, test dataset], found {pair!r}")
+        for d in pair:
+            if d not in datasets:
+                raise ConfigError(unknown("dataset", d, datasets, w))
+        if pair[0] == pair[1]:
+            raise ConfigError(f"{w}: fitting and testing on {pair[0]} measures nothing held out")
+        got.append((pair[0], pair[1]))
+    max_queries, bins = table.get("max_queries", 150), table.get("bins", 15)
+    if isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 0:
+        raise ConfigError(f"{where} max_queries: a whole number >= 0, found {max_queries!r}")
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 100:
+        raise ConfigError(f"{where} bins: a whole number from 2 to 100, found {bins!r}")
+    return CalibrationSpec(models=out, pairs=tuple(got), max_queries=max_queries, bins=bins)
 
 
 def _measure_ref(value: Any, sets: Mapping[str, tuple[str, ...]], where: str) -> tuple[str, ...]:

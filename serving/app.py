@@ -210,7 +210,8 @@ def create_app(service: RankService, api_key: str | None = None, cors_origins: l
             service.cache.put(key, scored)
         scores, flags = scored
         shown = [service.present(s, body.raw_scores) for s in scores]
-        order = sorted(range(len(texts)), key=lambda i: (-shown[i], i))
+        # ordered by the model's own score (a mapping is monotone, but a saturated sigmoid ties)
+        order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))
         if settings.threshold is not None:
             order = [i for i in order if shown[i] >= settings.threshold]
         if body.top_n is not None:
@@ -241,7 +242,13 @@ def create_app(service: RankService, api_key: str | None = None, cors_origins: l
                                 "rank": h.rank} for h in res.hits],
                    "timings_ms": dict(res.timings_ms)}
             service.cache.put(key, hit)
-        return hit
+        if settings.score_mode == "raw" and settings.threshold is None:
+            return hit
+        # scores as score_mode says (the cached hit keeps the model's), the threshold after them
+        results = [{**r, "score": service.present(r["score"], False), "raw_score": r["score"]} for r in hit["results"]]
+        if settings.threshold is not None:
+            results = [r for r in results if r["score"] >= settings.threshold]
+        return {**hit, "results": results}
 
     async def _embed(texts: list[str], request: Request, field: str):
         if not texts or any(not isinstance(t, str) for t in texts):

@@ -20,7 +20,7 @@ def serve(args) -> int:
     corpus = read_corpus(Path(args.corpus)) if args.corpus else None
     fields = {k: getattr(args, k) for k in ("max_documents", "batch_documents", "max_batch_tokens", "max_wait_ms",
                                             "max_queue", "timeout_s", "cache_entries", "score_mode", "threshold",
-                                            "encode_batch_size")
+                                            "encode_batch_size", "calibrator", "calibrate_on", "calibration_queries")
               if getattr(args, k, None) is not None}
     settings = ServeSettings(**fields)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)    # noqa: E731

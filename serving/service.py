@@ -39,8 +39,11 @@ class ServeSettings:
     max_queue: int = 512                 # queued batch items; beyond it 429 with Retry-After
     timeout_s: float = 30.0              # a request's deadline, queueing included
     cache_entries: int = 1024            # the LRU result cache (0: none)
-    score_mode: Literal["raw", "sigmoid"] = "raw"
+    score_mode: Literal["raw", "sigmoid", "calibrated"] = "raw"
     threshold: float | None = None       # results scoring below it are dropped (after score_mode)
+    calibrator: Literal["identity", "temperature", "platt", "isotonic"] = "platt"   # for score_mode calibrated
+    calibrate_on: str | None = None      # the dataset of bench.toml (a training or dev split) it is fitted on
+    calibration_queries: int = 150       # judged queries sampled from it (seeded; 0: all)
     max_body_bytes: int = 4_000_000
     indexed_rerank: bool = True          # a bi-encoder reranking /search candidates reads the encoded corpus
     encode_batch_size: int | None = None  # the model's batch size while serving (an operational setting: the fingerprint is the same)
@@ -118,6 +121,15 @@ class RankService:
             self.search_pipe.prepare(self.corpus)
             self.indexed = settings.indexed_rerank and self.search_pipe.rerank_from_index()
         self.dataset_name = dataset
+        self.calibrator = None
+        if settings.score_mode == "calibrated":
+            if not settings.calibrate_on:
+                raise ServeError("score_mode calibrated needs calibrate_on: a dataset of bench.toml with judged "
+                                 "queries (a training or dev split) to fit the calibrator on", status=500)
+            from rag.calibrate import calibrator_for
+
+            self.calibrator = calibrator_for(self._search_runner, ranker, settings.calibrator,
+                                             settings.calibrate_on, settings.calibration_queries)
         # /rerank: the chain's final ranker over the request's documents
         self._rerank_runner = Runner(config, reports, cache=cache, progress=False, log=log)
         self.rerank_pipe = self._rerank_runner.pipeline(ranker)
@@ -211,6 +223,8 @@ class RankService:
         mode = "raw" if raw_scores else self.settings.score_mode
         if mode == "sigmoid":
             return 1.0 / (1.0 + math.exp(-raw)) if raw >= -700 else 0.0
+        if mode == "calibrated":
+            return self.calibrator(raw)
         return raw
 
     def info(self) -> dict:
@@ -238,7 +252,13 @@ class RankService:
                 "limits": {k: getattr(self.settings, k) for k in ("max_documents", "batch_documents",
                                                                    "max_batch_tokens", "max_wait_ms", "max_queue",
                                                                    "timeout_s", "max_body_bytes", "cache_entries")},
-                "scores": {"mode": self.settings.score_mode, "threshold": self.settings.threshold},
+                "scores": {"mode": self.settings.score_mode, "threshold": self.settings.threshold,
+                           "calibrator": None if self.calibrator is None else {
+                               "method": self.calibrator.method, "fit_on": self.calibrator.fit_on,
+                               "pairs": self.calibrator.n, "relevant": self.calibrator.positives,
+                               "params": self.calibrator.params if self.calibrator.method != "isotonic"
+                               else {"steps": len(self.calibrator.params["x"])},
+                               "notes": list(self.calibrator.notes)}},
                 "measured": measured(self.config, self.name, self._search_runner.reports),
                 "commit": prov.get("commit"), "packages": prov.get("packages")}
 

@@ -236,3 +236,39 @@ def test_a_hugging_face_tokenizer_counts_the_budget(runner):
     with pytest.raises(RankerUnavailable, match="tokenizer 'no/such-tokenizer'"):
         token_counter("no/such-tokenizer")
 
+
+
+# -- context measures ------------------------------------------------------------------------------
+
+def test_context_measures_on_real_qrels(runner):
+    from rag.measures import TokenMemo, context_values, ideal_candidates
+
+    ds = runner.dataset("sample")
+    qrels = ds.qrels()
+    run = runner.get_run("bm25s", ds, 50, runner.config.settings)[0]
+    memo = TokenMemo(WORDS)
+    docs = ds.docs(sorted({d for q in qrels for d in run.get(q, {})} | {d for q in qrels for d in qrels[q]}))
+    seen_gain_below_one = False
+    for q in sorted(qrels)[:15]:
+        grades = qrels[q]
+        ideal = ideal_candidates(grades, docs, memo)
+        ranked = sorted(run[q].items(), key=lambda kv: (-kv[1], kv[0]))
+        cands = [Candidate(d, docs[d].text, s, docs[d].title, rank=i) for i, (d, s) in enumerate(ranked, 1) if d != q]
+        prev = -1.0
+        for b in (128, 256, 512, 1024):
+            v = context_values(cands, grades, 1, ContextSpec(budget=b), memo, ideal)
+            assert 0 <= v[f"CtxPrecision@{b}"] <= 1 and 0 <= v[f"CtxGain@{b}"] <= 1
+            assert v[f"CtxRecall@{b}"] >= prev       # a bigger context never holds fewer relevant passages
+            prev = v[f"CtxRecall@{b}"]
+            seen_gain_below_one |= v[f"CtxGain@{b}"] < 1
+            # the ideal ranking itself scores the full gain at every budget where anything fits
+            best = context_values(ideal, grades, 1, ContextSpec(budget=b), memo, ideal)
+            assert best[f"CtxGain@{b}"] in (0.0, 1.0) and best[f"CtxPrecision@{b}"] in (0.0, 1.0)
+        # counted by hand: the 512-token context's relevant passages
+        ctx = build_context(cands, ContextSpec(budget=512), memo)
+        rel = {d for d, g in grades.items() if g >= 1}
+        hand = sum(1 for p in ctx.passages if p.doc_id in rel)
+        v = context_values(cands, grades, 1, ContextSpec(budget=512), memo, ideal)
+        assert v["CtxRecall@512"] == hand / len(rel)
+        assert v["CtxPrecision@512"] == (hand / len(ctx.passages) if ctx.passages else 0.0)
+    assert seen_gain_below_one                      # BM25 is not the ideal ranking everywhere

@@ -22,7 +22,8 @@ from harness.cache import Cache
 from harness.config import load_config, with_ranker
 from rankers.base import PairScorer
 from serving.app import create_app
-from serving.service import RankService, ServeSettings
+from harness.errors import DataError
+from serving.service import RankService, ServeError, ServeSettings
 
 KEY = "test-key-123"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -273,6 +274,43 @@ def test_scores_are_sigmoid_when_asked_and_below_the_threshold_dropped(serve):
     assert results[0]["relevance_score"] == pytest.approx(1 / (1 + np.exp(-1.0)))
     raw = _rerank(url, raw_scores=True).json()["results"]
     assert raw[0]["relevance_score"] == 1.0
+
+
+def test_calibrated_scores_are_probabilities_fitted_on_judged_pairs(toy, scifact_sample, rankbench_home):
+    """score_mode calibrated: a Platt calibrator fitted on a dataset's judged pairs before the
+    port opens, named in /info; scores in (0, 1), the order the model's, the threshold after them;
+    /search too. Too few judged pairs is a clear error at start, not a silent identity."""
+    import dataclasses
+
+    from harness.data import DatasetSpec
+
+    config = _config(toy)
+    config = dataclasses.replace(config, datasets={**config.datasets,
+                                                   "sample": DatasetSpec("sample", f"local:{scifact_sample}")})
+    service = RankService(config, "overlap-rerank-bm25s", dataset="toy", reports=toy.reports,
+                          cache=Cache(rankbench_home), log=lambda m: None,
+                          settings=ServeSettings(score_mode="calibrated", calibrate_on="sample"))
+    cal = service.info()["scores"]["calibrator"]
+    assert cal["method"] == "platt" and "sample" in cal["fit_on"] and cal["pairs"] >= 200 and cal["relevant"] >= 20
+    assert cal["params"]["a"] > 0
+    server = Server(create_app(service, api_key=KEY))
+    try:
+        got = _rerank(server.url).json()["results"]
+        raw = _rerank(server.url, raw_scores=True).json()["results"]
+        assert [x["index"] for x in got] == [x["index"] for x in raw] == [0, 3, 1, 2]
+        assert all(0 < x["relevance_score"] < 1 for x in got)
+        assert [x["relevance_score"] for x in got] == pytest.approx(
+            [service.calibrator(x["relevance_score"]) for x in raw])
+        hits = httpx.post(f"{server.url}/search", json={"query": "radio waves", "k": 5}, headers=AUTH).json()["results"]
+        assert hits and all(h["score"] == pytest.approx(service.calibrator(h["raw_score"])) for h in hits)
+    finally:
+        server.stop()
+    with pytest.raises(DataError, match="at least 200"):
+        RankService(config, "overlap-rerank-bm25s", dataset="toy", reports=toy.reports, cache=Cache(rankbench_home),
+                    log=lambda m: None, settings=ServeSettings(score_mode="calibrated", calibrate_on="toy"))
+    with pytest.raises(ServeError, match="calibrate_on"):
+        RankService(config, "overlap-rerank-bm25s", dataset="toy", reports=toy.reports, cache=Cache(rankbench_home),
+                    log=lambda m: None, settings=ServeSettings(score_mode="calibrated"))
 
 
 @pytest.mark.load
