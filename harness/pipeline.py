@@ -182,11 +182,18 @@ class RankerSet:
         """One ranker prepared for a dataset, once: prepared to search the corpus, it reranks too;
         prepared only to rerank (a fusion member scoring candidates), it is prepared again before
         it searches."""
+        inst = self.instance(ranker)
         done = self._prepared.get((ranker, dataset.name))
-        if done is not None and (reranking or not done):
+        # a ranker holds one dataset at a time (its index, its encoded corpus): prepared for this
+        # one earlier, then for another, it is prepared again, not taken to be ready
+        current = getattr(inst, "dataset", None)
+        here = current is None or current is dataset or current.name == dataset.name
+        if done is not None and (reranking or not done) and here:
             return 0.0
         t0 = time.perf_counter()
-        self.instance(ranker).prepare(dataset, reranking=reranking)
+        inst.prepare(dataset, reranking=reranking)
+        for key in [k for k in self._prepared if k[0] == ranker and k[1] != dataset.name]:
+            del self._prepared[key]
         self._prepared[(ranker, dataset.name)] = reranking
         return time.perf_counter() - t0
 
@@ -298,7 +305,7 @@ class Pipeline:
         (index, encoded corpus, loaded model); once per dataset. Returns the seconds spent."""
         if isinstance(dataset, str):
             dataset = self.rankers.dataset(dataset)
-        if self.dataset is dataset:
+        if self._holds(dataset):
             return 0.0
         reason = self.rankers.applicability(self.name, dataset)
         if reason is not None:
@@ -316,6 +323,18 @@ class Pipeline:
                 spent += member.prepare(dataset)
         self._dataset = dataset
         return spent
+
+    def _holds(self, dataset: Dataset) -> bool:
+        """Prepared for ``dataset``, and every stage and member still is (they are shared with
+        other pipelines, which may have prepared them for another dataset since)."""
+        if self.dataset is not dataset:
+            return False
+        held = getattr(self.ranker, "dataset", None)
+        if held is not None and held is not dataset and held.name != dataset.name:
+            return False
+        if self.first is not None and not self.first._holds(dataset):
+            return False
+        return self.first is not None or all(m._holds(dataset) for m in self.members.values())
 
     def prepare_to_rerank(self, dataset: Dataset) -> float:
         """Prepare only this chain's own ranker (and a fusion's members) to score given candidates
@@ -370,6 +389,12 @@ class Pipeline:
         try:
             candidates = None
             if self.first is not None:
+                held = self.first.dataset
+                if held is not None and self.dataset is not None and held.name != self.dataset.name:
+                    raise RankerUnavailable(
+                        f"ranker {self.name}: its first stage {self.first.name} is prepared for {held.name} now, "
+                        f"not for {self.dataset.name} (another pipeline prepared it since): call "
+                        f"prepare({self.dataset.name}) again")
                 first = self.first.rank(queries, first_stage_k(self.depth, rs.settings), check=check)
                 candidates = top_k(first, self.depth)
             return self.rank_stage(queries, candidates, k, check=check), candidates
@@ -381,6 +406,10 @@ class Pipeline:
         from rankers.base import ranking
 
         dataset = self.dataset or self.ranker.dataset
+        held = getattr(self.ranker, "dataset", None)
+        if self.dataset is not None and held is not None and held is not self.dataset and held.name != self.dataset.name:
+            raise RankerUnavailable(f"ranker {self.name} is prepared for {held.name} now, not for {self.dataset.name} "
+                                    f"(another pipeline prepared it since): call prepare({self.dataset.name}) again")
         t0 = time.perf_counter()
         with ranking(f"ranker {self.name}"):
             run = self.ranker.rank(queries, candidates, k)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from harness.config import Config
-from harness.data import Corpus
+from harness.data import Corpus, RequestCorpus
 from harness.errors import RankbenchError, RankerUnavailable
 from harness.runner import Runner
 from harness.types import Doc
@@ -47,17 +47,6 @@ class ServeSettings:
     max_body_bytes: int = 4_000_000
     indexed_rerank: bool = True          # a bi-encoder reranking /search candidates reads the encoded corpus
     encode_batch_size: int | None = None  # the model's batch size while serving (an operational setting: the fingerprint is the same)
-
-
-class RequestCorpus(Corpus):
-    """The documents of the batch being reranked (replaced for every batch)."""
-
-    def __init__(self):
-        super().__init__({"-": ""}, name="request")
-
-    def fill(self, docs: dict[str, Doc]) -> None:
-        self._docs = docs
-        self.__dict__.pop("_fp", None)
 
 
 @dataclass
@@ -135,7 +124,7 @@ class RankService:
         self.rerank_pipe = self._rerank_runner.pipeline(ranker)
         self.reranks = self.rerank_pipe.ranker.reranks_texts and all(
             m.ranker.reranks_texts for m in self.rerank_pipe.members.values())
-        self.request_corpus = RequestCorpus()
+        self.request_corpus = RequestCorpus(name="request")
         if self.reranks:
             self.rerank_pipe.prepare_to_rerank(self.request_corpus)
         # what the result cache keys on, and /info shows: the reranking stage (with a fusion's members'

@@ -332,3 +332,26 @@ def test_a_bi_encoder_reranker_is_timed_online_and_indexed(runner, name):
         assert list(again[q]) == list(live[q])
         assert all(again[q][d] == pytest.approx(live[q][d], abs=1e-6) for d in live[q])
     assert encoder._indexed is None            # restored on leaving
+
+
+def test_a_ranker_prepared_for_another_dataset_since_is_prepared_again(runner, tmp_path):
+    """Rankers hold one dataset at a time: a pipeline prepared on A, then on B, then on A again
+    searches A's corpus (not B's index); ranking on a dataset it no longer holds is an error."""
+    from harness.data import Corpus
+
+    ds = runner.dataset("sample")
+    other = Corpus({"x1": "radio waves in the ionosphere", "x2": "bread and butter recipes"}, name="other")
+    pipe = runner.pipeline("bm25s")
+    pipe.prepare(ds)
+    first = pipe.search(NEW_QUERY, k=3).hits
+    pipe.prepare(other)
+    assert {h.doc_id for h in pipe.search("radio ionosphere", k=2).hits} <= {"x1", "x2"}
+    pipe.prepare(ds)
+    assert pipe.search(NEW_QUERY, k=3).hits == first          # A's index again, not B's
+    random_rerank = runner.pipeline("random-rerank")
+    random_rerank.prepare(ds)
+    runner.pipeline("bm25s").prepare(other)                    # the shared first stage moves to B
+    with pytest.raises(RankerUnavailable, match="bm25s is prepared for other now"):
+        random_rerank.rank({"q": NEW_QUERY}, 5)
+    random_rerank.prepare(ds)
+    assert random_rerank.rank({"q": NEW_QUERY}, 5)["q"]

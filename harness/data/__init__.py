@@ -15,10 +15,10 @@ from ..errors import ConfigError
 from .base import Dataset, DatasetSpec, check_run_file
 from .irds import IrdsDataset, irds_home
 from .local import LocalDataset, read_manifest, write_manifest
-from .memory import Corpus, read_corpus
+from .memory import Corpus, RequestCorpus, read_corpus
 from .seed import seed_irds
 
-__all__ = ["Corpus", "read_corpus", "Dataset", "DatasetSpec", "IrdsDataset", "LocalDataset", "check_run_file", "irds_home", "open_dataset",
+__all__ = ["Corpus", "RequestCorpus", "read_corpus", "Dataset", "DatasetSpec", "IrdsDataset", "LocalDataset", "check_run_file", "irds_home", "open_dataset",
            "read_manifest", "seed_irds", "write_manifest"]
 
 

@@ -66,6 +66,19 @@ class Corpus(Dataset):
         return {"queries": 0, "judgments": 0, "docs": len(self._docs)}
 
 
+
+class RequestCorpus(Corpus):
+    """The documents of the texts being reranked now (a server's batch, an adapter's call),
+    replaced for every call: a reranker prepared on it once reads each call's documents."""
+
+    def __init__(self, name: str = "request"):
+        super().__init__({"-": ""}, name=name)
+
+    def fill(self, docs: "Mapping[str, Doc]") -> None:
+        self._docs = dict(docs)
+        self.__dict__.pop("_fp", None)
+
+
 def _record_id(record, i: int):
     if not isinstance(record, Mapping):
         raise DataError(f"corpus: document {i} is a {type(record).__name__}; give {{\"_id\": ..., \"text\": ...}} "
