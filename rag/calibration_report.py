@@ -91,6 +91,12 @@ def markdown(data: dict, plots: dict[str, str]) -> str:
       "bins (ECE-m), MCE (the worst equal-width bin), Brier score, NLL. Threshold: the lowest calibrated score "
       f"whose kept fit pairs reach precision {data['target_precision']}, and the precision and recall it gives on "
       "the test pairs.\n")
+    w("Reading the tables: temperature scaling has no bias term, so for scores that are all positive (a "
+      "bi-encoder's cosines, BM25) the best it can do is push every probability towards 0.5; Platt and isotonic "
+      "fit the base rate too. A threshold chosen for a target precision cuts the fit pairs at the same place "
+      "whatever the (monotone) calibrator, so the test precision and recall it gives are the same in every row of "
+      "a model; what calibration changes is that the number means a probability, so one threshold carries across "
+      "models and queries. MCE is the worst bin, often one with few pairs.\n")
     w("## Summary: ECE-w before and after\n")
     pairs = list(dict.fromkeys((r["fit"], r["test"]) for r in data["rows"]))
     models = list(dict.fromkeys(r["model"] for r in data["rows"]))

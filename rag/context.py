@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Iterable, Literal, Protocol, Sequence
 
 from harness.errors import ConfigError, RankerUnavailable
@@ -194,6 +195,7 @@ class ContextSpec:
                 raise ConfigError(f"template: must contain {key}, found {self.template!r}")
 
 
+@lru_cache(maxsize=65536)
 def shingles(text: str) -> frozenset:
     words = re.findall(r"\w+", text.lower())
     if len(words) < 3:
@@ -207,31 +209,43 @@ def jaccard(a: frozenset, b: frozenset) -> float:
     return len(a & b) / len(a | b)
 
 
-def select(candidates: Iterable[Candidate], spec: ContextSpec) -> tuple[list[Candidate], dict]:
-    """Threshold, dedupe and top-k, in that order, keeping rank order; and what each removed."""
-    dropped = {"below_threshold": 0, "duplicate_id": 0, "near_duplicate": 0, "over_top_k": 0}
-    kept: list[Candidate] = []
-    seen_ids: set[str] = set()
-    seen_text: list[frozenset] = []
-    for c in candidates:
+class _Selector:
+    """Threshold, dedupe and top-k, one candidate at a time in rank order."""
+
+    def __init__(self, spec: ContextSpec):
+        self.spec = spec
+        self.dropped = {"below_threshold": 0, "duplicate_id": 0, "near_duplicate": 0, "over_top_k": 0}
+        self.kept = 0
+        self.seen_ids: set[str] = set()
+        self.seen_text: list[frozenset] = []
+
+    def accept(self, c: Candidate) -> bool:
+        spec, dropped = self.spec, self.dropped
         if spec.threshold is not None and not c.score >= spec.threshold:     # NaN never passes
             dropped["below_threshold"] += 1
-            continue
+            return False
         if spec.dedupe:
-            if c.doc_id in seen_ids:
+            if c.doc_id in self.seen_ids:
                 dropped["duplicate_id"] += 1
-                continue
+                return False
             sh = shingles(c.title + " " + c.text)
-            if spec.near_duplicate is not None and any(jaccard(sh, o) >= spec.near_duplicate for o in seen_text):
+            if spec.near_duplicate is not None and any(jaccard(sh, o) >= spec.near_duplicate for o in self.seen_text):
                 dropped["near_duplicate"] += 1
-                continue
-            seen_ids.add(c.doc_id)
-            seen_text.append(sh)
-        if spec.top_k is not None and len(kept) >= spec.top_k:
+                return False
+            self.seen_ids.add(c.doc_id)
+            self.seen_text.append(sh)
+        if spec.top_k is not None and self.kept >= spec.top_k:
             dropped["over_top_k"] += 1
-            continue
-        kept.append(c)
-    return kept, dropped
+            return False
+        self.kept += 1
+        return True
+
+
+def select(candidates: Iterable[Candidate], spec: ContextSpec) -> tuple[list[Candidate], dict]:
+    """Threshold, dedupe and top-k, in that order, keeping rank order; and what each removed."""
+    sel = _Selector(spec)
+    kept = [c for c in candidates if sel.accept(c)]
+    return kept, sel.dropped
 
 
 SEPARATOR = "\n\n"
@@ -240,15 +254,19 @@ SEPARATOR = "\n\n"
 def build_context(candidates: Sequence[Candidate], spec: ContextSpec, tokens: TokenCounter) -> Context:
     """The context an LLM reads: the selected candidates in rank order, each a block with its
     citation id, packed into the token budget."""
-    kept, dropped = select(candidates, spec)
+    sel = _Selector(spec)
+    dropped = sel.dropped
     dropped["over_budget"] = 0
     sep = tokens.count(SEPARATOR) if spec.budget is not None else 0
     passages: list[Passage] = []
     used = 0
     stopped = False
-    for c in kept:
+    for c in candidates:
         if stopped:
+            # the budget is full: the rest are not looked at further (not deduplicated, say)
             dropped["over_budget"] += 1
+            continue
+        if not sel.accept(c):
             continue
         n = len(passages) + 1
         title = f"{c.title}\n" if c.title else ""
@@ -258,6 +276,7 @@ def build_context(candidates: Sequence[Candidate], spec: ContextSpec, tokens: To
         if spec.budget is not None and used + cost > spec.budget:
             if spec.overflow == "skip":
                 dropped["over_budget"] += 1
+                stopped = used >= spec.budget
                 continue
             stopped = True
             if spec.overflow == "stop":

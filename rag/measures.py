@@ -45,10 +45,11 @@ class TokenMemo:
 
 
 def context_values(candidates: Sequence[Candidate], grades: Mapping[str, int], rel_level: int,
-                   spec: ContextSpec, tokens: TokenCounter, ideal: Sequence[Candidate]) -> dict[str, float]:
+                   spec: ContextSpec, tokens: TokenCounter, ideal: Sequence[Candidate], ctx=None) -> dict[str, float]:
     """The three measures for one query at ``spec.budget``; ``ideal`` are the judged passages in
-    the best order (see ``ideal_candidates``)."""
-    ctx = build_context(candidates, spec, tokens)
+    the best order (see ``ideal_candidates``); ``ctx``: the context already built, if it was."""
+    if ctx is None:
+        ctx = build_context(candidates, spec, tokens)
     relevant = {d for d, g in grades.items() if g >= rel_level}
     got = [p.doc_id for p in ctx.passages]
     hits = sum(1 for d in got if d in relevant)

@@ -70,8 +70,8 @@ def compute(runner: "Runner", log=print) -> dict:
                 vals = {}
                 for b in spec.budgets:
                     cspec = ContextSpec(budget=b, threshold=threshold)
-                    vals.update(context_values(cs, grades, level, cspec, tokens, ideal))
                     ctx = build_context(cs, cspec, tokens)
+                    vals.update(context_values(cs, grades, level, cspec, tokens, ideal, ctx=ctx))
                     sizes[p][b].append((len(ctx.passages), ctx.tokens))
                 per_query[p][q] = vals
         out["datasets"][test_on] = {
@@ -104,7 +104,9 @@ def markdown(data: dict, runner: "Runner") -> str:
       "against the qrels (no LLM): CtxRecall@B, the query's relevant passages inside the B-token context over "
       "all of them; CtxPrecision@B, the context's passages that are relevant; CtxGain@B, the graded gain inside "
       "the context over the most any ranking could fit in B tokens. Relevant: the dataset's level (DL: grade "
-      ">= 2, BEIR: >= 1). Means over the queries with a relevant passage.\n")
+      ">= 2, BEIR: >= 1). Means over the queries with a relevant passage; a context the threshold leaves empty "
+      "scores 0 on all three (the reader gets nothing), which the mean passages per context below make "
+      "visible.\n")
     for d, info in data["datasets"].items():
         w(f"## {d}\n")
         thr = info["threshold"]
