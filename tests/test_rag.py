@@ -272,3 +272,25 @@ def test_context_measures_on_real_qrels(runner):
         assert v["CtxRecall@512"] == hand / len(rel)
         assert v["CtxPrecision@512"] == (hand / len(ctx.passages) if ctx.passages else 0.0)
     assert seen_gain_below_one                      # BM25 is not the ideal ranking everywhere
+
+
+@pytest.mark.models
+def test_the_readme_langchain_snippet_prints_what_it_shows(rankbench_home):
+    """The README's RAG section: its Python block, run as a script from the project root, prints
+    its text block (real MiniLM scores through LangChain's own Document objects)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("## RAG\n")
+    section = text[start:text.index("\n## ", start + 1)]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    (shown,) = re.findall(r"```text\n(.*?)```", section, flags=re.S)
+    env = {**os.environ, "RANKBENCH_HOME": str(rankbench_home)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout == shown
