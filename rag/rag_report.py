@@ -84,10 +84,10 @@ def compute(runner: "Runner", log=print) -> dict:
     return out
 
 
-def markdown(data: dict, runner: "Runner") -> str:
+def markdown(data: dict, settings) -> str:
+    """The report from its JSON (``compute``'s) and the config's settings (the significance test)."""
     from harness.report import tester
 
-    settings = runner.config.settings
     alpha = settings.alpha
     test = tester(settings)
     out = []
@@ -153,5 +153,5 @@ def write(runner: "Runner", reports: Path, log=print) -> Path:
     results.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(results, json.dumps(data, indent=1) + "\n")
     path = reports / "rag.md"
-    atomic_write_text(path, markdown(data, runner))
+    atomic_write_text(path, markdown(data, runner.config.settings))
     return path

@@ -294,3 +294,26 @@ def test_the_readme_langchain_snippet_prints_what_it_shows(rankbench_home):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout == shown
+
+
+@pytest.mark.golden
+def test_the_committed_rag_and_calibration_reports_are_their_json():
+    """reports/rag.md and reports/calibration.md are what their committed JSON gives (regenerate
+    with rankbench rag --report / rankbench calibrate --report after changing either)."""
+    import json
+
+    from conftest import ROOT
+    from rag.calibration_report import markdown as calibration_markdown
+    from rag.rag_report import markdown as rag_markdown
+
+    reports = ROOT / "reports"
+    config = load_config(ROOT / "bench.toml")
+    data = json.loads((reports / "results" / "rag.json").read_text())
+    assert (reports / "rag.md").read_text() == rag_markdown(data, config.settings), "rag.md is stale"
+    cal = json.loads((reports / "results" / "calibration.json").read_text())
+    plots = {r["model"]: f"plots/calibration-{r['model']}.png" for r in cal["rows"]}
+    assert (reports / "calibration.md").read_text() == calibration_markdown(cal, plots), "calibration.md is stale"
+    assert all((reports / p).exists() for p in plots.values())
+    # what the report says comes from the data: the DL 2020 threshold row, for one
+    dl20 = data["datasets"]["dl20"]
+    assert f"threshold {dl20['threshold']['threshold']:.3f}" in (reports / "rag.md").read_text()
