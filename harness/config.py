@@ -328,15 +328,7 @@ def _rag(table: Any, rankers: Mapping, datasets: Mapping, where: str) -> RagSpec
     _keys(table, {f.name for f in dataclasses.fields(RagSpec)}, where)
     chains = {}
     for key in ("retrieve", "rerank"):
-        got = table.get(key)
-        if isinstance(got, str):
-            got = [got]
-        if not isinstance(got, list) or not got or not all(isinstance(c, str) for c in got):
-            raise ConfigError(f"{where} {key}: a list of ranker names, found {got!r}")
-        for c in got:
-            if c not in rankers:
-                raise ConfigError(unknown("ranker", c, rankers, f"{where} {key}"))
-        chains[key] = tuple(got)
+        chains[key] = _ranker_list(table.get(key), rankers, f"{where} {key}")
     ds = table.get("datasets")
     if not isinstance(ds, Mapping) or not ds:
         raise ConfigError(f'{where} datasets: a table of test dataset = its calibration split, e.g. dl20 = "dl19"')
@@ -363,6 +355,17 @@ def _rag(table: Any, rankers: Mapping, datasets: Mapping, where: str) -> RagSpec
                    budgets=tuple(budgets), tokenizer=tok, calibrator=method, target_precision=float(target))
 
 
+def _ranker_list(value: Any, rankers: Mapping, where: str) -> tuple[str, ...]:
+    """A ranker name or a non-empty list of them, each defined in bench.toml."""
+    got = [value] if isinstance(value, str) else value
+    if not isinstance(got, list) or not got or not all(isinstance(c, str) for c in got):
+        raise ConfigError(f"{where}: a list of ranker names, found {value!r}")
+    for c in got:
+        if c not in rankers:
+            raise ConfigError(unknown("ranker", c, rankers, where))
+    return tuple(got)
+
+
 def _calibration(table: Any, rankers: Mapping, datasets: Mapping, where: str) -> CalibrationSpec:
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where}: must be a table")
@@ -373,15 +376,7 @@ def _calibration(table: Any, rankers: Mapping, datasets: Mapping, where: str) ->
                           f'minilm = ["minilm-rerank-bm25run", "minilm-rerank-bm25"]')
     out = {}
     for name, chains in models.items():
-        w = f"{where} models.{name}"
-        if isinstance(chains, str):
-            chains = [chains]
-        if not isinstance(chains, list) or not chains or not all(isinstance(c, str) for c in chains):
-            raise ConfigError(f"{w}: a list of ranker names, found {chains!r}")
-        for c in chains:
-            if c not in rankers:
-                raise ConfigError(unknown("ranker", c, rankers, w))
-        out[name] = tuple(chains)
+        out[name] = _ranker_list(chains, rankers, f"{where} models.{name}")
     pairs = table.get("pairs")
     if not isinstance(pairs, list) or not pairs:
         raise ConfigError(f'{where} pairs: a list of [fit dataset, test dataset], e.g. [["dl19", "dl20"]]')

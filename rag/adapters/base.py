@@ -15,18 +15,22 @@ from typing import Callable, Sequence
 from harness.errors import ConfigError, RankerUnavailable
 
 
+def _config(config):
+    """A loaded Config, or one read from a bench.toml path (default: $RANKBENCH_CONFIG or ./bench.toml)."""
+    import os
+
+    from harness.config import Config, load_config
+
+    return config if isinstance(config, Config) else load_config(config or os.environ.get("RANKBENCH_CONFIG", "bench.toml"))
+
+
 class LocalScorer:
     def __init__(self, ranker: str, config=None):
         """``config``: a bench.toml path (default: $RANKBENCH_CONFIG or ./bench.toml) or a loaded Config."""
-        import os
-
-        from harness.config import Config, load_config
         from harness.data import RequestCorpus
         from harness.runner import Runner
 
-        if not isinstance(config, Config):
-            config = load_config(config or os.environ.get("RANKBENCH_CONFIG", "bench.toml"))
-        cfg = config
+        cfg = _config(config)
         cfg.ranker(ranker)
         reports = cfg.root / "reports"
         self.name = ranker
@@ -107,13 +111,9 @@ class LocalSearch:
     reranker reads the encoded corpus, as the server does."""
 
     def __init__(self, ranker: str, config=None):
-        import os
-
-        from harness.config import Config, load_config
         from harness.runner import Runner
 
-        if not isinstance(config, Config):
-            config = load_config(config or os.environ.get("RANKBENCH_CONFIG", "bench.toml"))
+        config = _config(config)
         config.ranker(ranker)
         self.name = ranker
         self.runner = Runner(config, config.root / "reports", progress=False, log=lambda m: None)
