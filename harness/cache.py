@@ -21,6 +21,8 @@ from typing import Any, Iterator
 from .errors import StorageError
 from .files import atomic_dir, atomic_write_text, ensure_dir, sweep_stale
 
+LOCKS = ".locks"      # under the home: one lock file per entry being built (see Cache.lock)
+
 
 def rankbench_home() -> Path:
     """$RANKBENCH_HOME, else $XDG_CACHE_HOME/rankbench, else ~/.cache/rankbench."""
@@ -82,7 +84,7 @@ class Cache:
         if not self.home.is_dir():
             return removed
         for area in self.home.iterdir():
-            if area.is_dir() and area.name != "quarantine":
+            if area.is_dir() and area.name not in ("quarantine", LOCKS):
                 removed += sweep_stale(area)
                 for shard in area.iterdir():
                     if shard.is_dir() and len(shard.name) == 2:
@@ -103,6 +105,26 @@ class Cache:
 
     def path(self, area: str, key: str) -> Path:
         return self.home / area / key[:2] / key
+
+    def lock(self, area: str, key: str, what: str = ""):
+        """The one builder of an entry: held while it is built, by whichever process (or node,
+        on a shared cache home) got it first; the others wait, then find the entry built. Taken
+        in dependency order only (a run before its first stage's run), so it cannot deadlock."""
+        from .files import locked
+
+        def waiting() -> None:
+            print(f"waiting for another process building {area}/{key[:12]}…{' (' + what + ')' if what else ''}",
+                  file=sys.stderr, flush=True)
+
+        return locked(self.home / LOCKS / area / f"{key}.lock", waiting)
+
+    @contextmanager
+    def get_or_lock(self, area: str, key: str, what: str = "") -> Iterator[Path | None]:
+        """``get`` under the entry's lock (see ``lock``): the entry's folder, or None while this
+        process holds the lock to build it."""
+        self.check_home()
+        with self.lock(area, key, what):
+            yield self.get(area, key)
 
     def get(self, area: str, key: str) -> Path | None:
         p = self.path(area, key)
@@ -142,10 +164,14 @@ class Cache:
         return json.loads((p / "entry.json").read_text()) if p else {}
 
     def artifact(self, area: str, key: str, describe: dict, build) -> tuple[Path, dict]:
-        """Return the entry for key, building it with ``build(folder)`` first if absent."""
+        """Return the entry for key, building it with ``build(folder)`` first if absent: built
+        once, however many processes ask at the same time."""
         got = self.get(area, key)
         if got is None:
-            with self.build(area, key, describe) as tmp:
-                build(tmp)
-            got = self.path(area, key)
+            with self.get_or_lock(area, key, describe.get("what", "")) as got:
+                if got is None:
+                    with self.build(area, key, describe) as tmp:
+                        build(tmp)
+                    got = self.path(area, key)
         return got, json.loads((got / "entry.json").read_text())
+

@@ -95,6 +95,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for rankers (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-report", action="store_true", help="do not regenerate the report")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="only the I-th of N shares of the cells (see rankbench plan); no report: write it "
+                        "with rankbench report once every share is done")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: the cells one after another in this process (default); ray: the suite's plan "
+                        "as Ray tasks (pip install 'rankbench[ray]')")
+    p.add_argument("--address", default=None,
+                   help="with --executor ray: the cluster to join (ADDR:PORT, or auto); default: start one here")
+    _common(p)
+
+    p = sub.add_parser("plan", help="what a suite needs (training, exports, indexes, runs, cells) and what is cached",
+                       description="The suite's dependency graph, in the order it can be done, each node "
+                                   "with its cache entry and whether it is there. Nothing is built or run.")
+    p.add_argument("suite")
+    p.add_argument("--ranker", action="append", help="only this ranker (repeatable)")
+    p.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
+    p.add_argument("--shard", default=None, metavar="I/N", help="only the I-th of N shares of the cells, and what they need")
+    p.add_argument("--json", action="store_true", help="the plan as JSON")
     _common(p)
 
     p = sub.add_parser("train", help="train the model behind a ranker (model = \"recipe:NAME\")",
@@ -208,10 +226,28 @@ def cmd_run(args) -> int:
     from .runner import Runner
 
     config, reports = _load(args)
-    runner = Runner(config, reports, progress=not args.no_progress, force=args.force, threads=args.threads)
-    outcomes = runner.run_suite(args.suite, args.ranker, args.dataset)
+    shard = None
+    if args.shard:
+        from .plan import parse_shard
+
+        shard = parse_shard(args.shard)
+    if args.address and args.executor != "ray":
+        from .errors import ConfigError
+
+        raise ConfigError("--address names a Ray cluster: give it with --executor ray")
+    if args.executor == "ray":
+        from distributed.executor import run_suite
+
+        outcomes = run_suite(config, reports, args.suite, args.ranker, args.dataset, shard=shard, force=args.force,
+                             threads=args.threads, address=args.address)
+    else:
+        runner = Runner(config, reports, progress=not args.no_progress, force=args.force, threads=args.threads)
+        outcomes = runner.run_suite(args.suite, args.ranker, args.dataset, shard=shard)
     errors = [o for o in outcomes if o.status == "error"]
-    if not args.no_report:
+    if shard is not None and not args.no_report:
+        print(f"shard {args.shard}: no report written; once every shard is done: rankbench report {args.suite}",
+              file=sys.stderr)
+    elif not args.no_report:
         written = write_report(config, reports, args.suite)
         print(f"wrote {written[0]}" + (f" and {len(written) - 1} plot files" if len(written) > 1 else ""),
               file=sys.stderr)
@@ -222,6 +258,21 @@ def cmd_run(args) -> int:
     for o in errors:
         print(f"error: {o.ranker} on {o.dataset}: {o.message}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def cmd_plan(args) -> int:
+    import json
+
+    from .plan import parse_shard, plan_suite
+    from .runner import Runner
+
+    config, reports = _load(args)
+    runner = Runner(config, reports, progress=False)
+    plan = plan_suite(runner, args.suite, args.ranker, args.dataset)
+    if args.shard:
+        plan = plan.shard(*parse_shard(args.shard))
+    print(json.dumps(plan.as_json(), indent=1) if args.json else plan.render())
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -340,7 +391,7 @@ def cmd_accept(args) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "rag": cmd_rag, "calibrate": cmd_calibrate, "run": cmd_run, "train": cmd_train, "export": cmd_export, "report": cmd_report, "compare": cmd_compare, "bench": cmd_bench, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
+COMMANDS = {"serve": cmd_serve, "rag": cmd_rag, "calibrate": cmd_calibrate, "run": cmd_run, "plan": cmd_plan, "train": cmd_train, "export": cmd_export, "report": cmd_report, "compare": cmd_compare, "bench": cmd_bench, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
             "validate": cmd_validate, "seed-irds": cmd_seed_irds, "manifest": cmd_manifest}
 
 

@@ -21,10 +21,11 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import DataError, StorageError
 
@@ -219,7 +220,8 @@ def crash_point(point: str, path: Path) -> None:
     SIGKILL, as kill -9 does) the N-th (default first) time it reaches POINT for a file whose name
     matches GLOB: how the tests check that a kill at any write point loses no finished work.
     Points: ``mid-write`` (half a file's bytes are in its temporary file), ``before-publish`` (a
-    folder is complete, not yet renamed into place)."""
+    folder is complete, not yet renamed into place). With ``RANKBENCH_CRASH_ONCE=FILE`` only the
+    process that creates FILE dies: a worker killed once, its retry then runs through."""
     spec = os.environ.get("RANKBENCH_CRASH_AT")
     if not spec:
         return
@@ -230,6 +232,12 @@ def crash_point(point: str, path: Path) -> None:
         return
     _CRASH_COUNT[spec] = _CRASH_COUNT.get(spec, 0) + 1
     if _CRASH_COUNT[spec] == int(nth or 1):
+        once = os.environ.get("RANKBENCH_CRASH_ONCE")
+        if once:      # one crash among all processes (a retried task must not die again): who makes the file
+            try:
+                os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
         os.kill(os.getpid(), getattr(signal, sig or "SIGKILL"))
 
 
@@ -272,22 +280,57 @@ def check_writable(path: Path, what: str) -> Path:
     return path
 
 
+class _HeldLock:
+    """One lock file as this process holds it: a thread lock (flock does not order the threads of
+    one process) and the flock'ed descriptor, taken once however deep the nesting."""
+
+    def __init__(self) -> None:
+        self.thread = threading.RLock()
+        self.depth = 0
+        self.fd: int | None = None
+
+
+_HELD: dict[str, _HeldLock] = {}
+_HELD_GUARD = threading.Lock()
+
+
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (flock) on a lock file, held for the block: writers of one
-    report take turns, so the last report written is rendered from the last results."""
+def locked(path: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """An exclusive advisory lock (flock) on a lock file, held for the block. It is re-entrant in
+    a process (a cell's run lock held while its first stage takes its own) and it orders threads
+    too. Processes on other hosts see it where the filesystem carries flock (NFS does, as POSIX
+    locks). ``waiting`` is called once if another process holds the lock, before blocking."""
     import fcntl
 
+    path = Path(path)
     ensure_dir(path.parent, "folder")
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
-    except OSError as e:
-        raise _storage_error(path, e) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    with _HELD_GUARD:
+        held = _HELD.setdefault(str(path.absolute()), _HeldLock())
+    with held.thread:
+        if held.depth == 0:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+            except OSError as e:
+                raise _storage_error(path, e) from None
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if waiting is not None:
+                        waiting()
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+            held.fd = fd
+        held.depth += 1
+        try:
+            yield
+        finally:
+            held.depth -= 1
+            if held.depth == 0:
+                fd, held.fd = held.fd, None
+                os.close(fd)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

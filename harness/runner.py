@@ -61,7 +61,10 @@ class Runner:
     written as a result JSON. The rankers themselves live in a ``RankerSet`` (``self.rankers``)."""
 
     def __init__(self, config: Config, reports: Path, cache: Cache | None = None, progress: bool = True,
-                 force: bool = False, threads: int = 0, log: Callable[[str], None] | None = None):
+                 force: bool = False, threads: int = 0, log: Callable[[str], None] | None = None,
+                 executor: Callable[[], dict] | None = None):
+        """``executor``: what a distributed executor records about where a cell ran (its node),
+        written into the result's provenance; None for this process (the local executor)."""
         from training.recipes import TrainedModels
 
         self.config = config
@@ -74,6 +77,7 @@ class Runner:
                                  log=self.log)
         self.rankers.cached_runs = self._member_cached_run
         self.ctx = self.rankers.ctx
+        self.executor = executor
         self._provenance: dict | None = None
 
     # -- what training and the CLI ask (the RankerSet's, by name) -----------------------------------
@@ -123,16 +127,30 @@ class Runner:
 
     def _get_run(self, ranker: str, dataset: Dataset, k: int, settings: Settings) -> tuple[Run, dict, str]:
         key = self.run_key(ranker, dataset, k)
-        hit = None if self.force else self.cache.get("runs", key)
-        if hit is not None:
-            try:
-                entry = json.loads((hit / "entry.json").read_text(encoding="utf-8"))
-                run = read_trec_run(hit / "run.trec.gz")
-                check_run(run, dataset.queries(), None, k, f"cached run of {ranker}", dataset.doc_ids())
-                return run, entry["efficiency"], "cached-run"
-            except (RankbenchError, OSError, ValueError, KeyError) as e:
-                self.cache.quarantine("runs", key, f"the run of {ranker} on {dataset.name} could not be "
-                                                   f"read back: {e}")
+        cached = None if self.force else self._cached_run(ranker, dataset, k, key)
+        if cached is not None:
+            return cached
+        # one worker makes a run; another that wants it meanwhile waits, then reads it
+        with self.cache.lock("runs", key, f"the run of {ranker} on {dataset.name}"):
+            cached = None if self.force else self._cached_run(ranker, dataset, k, key)
+            return cached if cached is not None else self._make_run(ranker, dataset, k, settings, key)
+
+    def _cached_run(self, ranker: str, dataset: Dataset, k: int, key: str) -> tuple[Run, dict, str] | None:
+        hit = self.cache.get("runs", key)
+        if hit is None:
+            return None
+        try:
+            entry = json.loads((hit / "entry.json").read_text(encoding="utf-8"))
+            run = read_trec_run(hit / "run.trec.gz")
+            check_run(run, dataset.queries(), None, k, f"cached run of {ranker}", dataset.doc_ids())
+            return run, entry["efficiency"], "cached-run"
+        except (RankbenchError, OSError, ValueError, KeyError) as e:
+            self.cache.quarantine("runs", key, f"the run of {ranker} on {dataset.name} could not be "
+                                               f"read back: {e}")
+            return None
+
+    def _make_run(self, ranker: str, dataset: Dataset, k: int, settings: Settings,
+                  key: str) -> tuple[Run, dict, str]:
         pipe = self.pipeline(ranker)
         spec, inst = pipe.spec, pipe.ranker
         queries = dataset.queries()
@@ -246,6 +264,28 @@ class Runner:
         except (OSError, ValueError, AttributeError):
             return None
 
+    def up_to_date(self, suite: SuiteSpec, ranker: str, ds_name: str) -> bool:
+        """The cell's result JSON is up to date: same inputs, same measures, and the run is in this
+        machine's cache with the figures the result quotes. A result committed from elsewhere is
+        reproduced here, not trusted (its efficiency figures belong to the machine that measured
+        them), and one whose run was measured again (--force in another suite) takes the new
+        figures. Never with --force."""
+        path = result_path(self.reports, suite.name, ranker, ds_name)
+        if self.force or not path.exists():
+            return False
+        dataset = self.dataset(ds_name)
+        try:
+            old = read_result(path)
+        except DataError:      # damaged or foreign: not up to date, so it is run again
+            return False
+        reason = self.applicability(ranker, dataset)
+        if reason is not None:
+            return old.get("status") == "n/a" and old.get("reason") == reason
+        key = self.run_key(ranker, dataset, suite.settings.k)
+        return (old.get("status") == "ok" and old.get("fingerprints", {}).get("cell") == key
+                and list(old.get("measures", {}).get("aggregate", {})) == self.measures_for(suite, ds_name)
+                and self._cached_efficiency(key) == old.get("efficiency"))
+
     def run_cell(self, suite: SuiteSpec, ranker: str, ds_name: str) -> CellOutcome:
         t0 = time.perf_counter()
         path = result_path(self.reports, suite.name, ranker, ds_name)
@@ -259,19 +299,8 @@ class Runner:
             return CellOutcome(ranker, ds_name, "n/a", reason)
         measures = self.measures_for(suite, ds_name)
         key = self.run_key(ranker, dataset, settings.k)
-        if path.exists() and not self.force:
-            try:
-                old = read_result(path)
-            except DataError:      # damaged or foreign: not up to date, so it is run again
-                old = {}
-            # Up to date: same inputs, same measures, and the run is in this machine's cache with
-            # the figures this result quotes. A result committed from elsewhere is reproduced here,
-            # not trusted (its efficiency figures belong to the machine that measured them), and
-            # one whose run was measured again (--force in another suite) takes the new figures.
-            if (old.get("status") == "ok" and old.get("fingerprints", {}).get("cell") == key
-                    and list(old.get("measures", {}).get("aggregate", {})) == measures
-                    and self._cached_efficiency(key) == old.get("efficiency")):
-                return CellOutcome(ranker, ds_name, "up-to-date", "", time.perf_counter() - t0)
+        if self.up_to_date(suite, ranker, ds_name):
+            return CellOutcome(ranker, ds_name, "up-to-date", "", time.perf_counter() - t0)
         run, eff, how = self.get_run(ranker, dataset, settings.k, settings)
         if dataset.conventions.drop_self_hits:
             run = drop_self_hits(run)
@@ -293,7 +322,7 @@ class Runner:
             "efficiency": eff,
             "fingerprints": {"cell": key, "ranker": self.chain_fingerprint(ranker, dataset),
                              "dataset": dataset.fingerprint()},
-            "provenance": self.provenance(),
+            "provenance": {**self.provenance(), **({"executor": self.executor()} if self.executor else {})},
             "command": reproduce_command(suite.name, ranker, ds_name),
         }
         trained = self.models.records(ranker)
@@ -304,11 +333,13 @@ class Runner:
         return CellOutcome(ranker, ds_name, how, f"{first}={ev.aggregate[first]:.4f}", time.perf_counter() - t0)
 
     def run_suite(self, suite_name: str, rankers: Iterable[str] | None = None,
-                  datasets: Iterable[str] | None = None) -> list[CellOutcome]:
+                  datasets: Iterable[str] | None = None, shard: tuple[int, int] | None = None) -> list[CellOutcome]:
+        """The suite's cells in order (optionally some rankers, datasets, or share ``shard`` =
+        (index, count) of ``harness.plan``), one at a time in this process."""
         suite = self.config.suite(suite_name)
-        only_r = _subset(rankers, suite.rankers, "ranker", suite_name)
-        only_d = _subset(datasets, suite.datasets, "dataset", suite_name)
-        cells = [(r, d) for d in only_d for r in only_r]
+        cells = suite_cells(suite, rankers, datasets)
+        if shard is not None:
+            cells = [c for j, c in enumerate(cells) if j % shard[1] == shard[0]]
         self.preflight(suite_name)
         outcomes = []
         for i, (r, d) in enumerate(cells, 1):
@@ -340,6 +371,14 @@ def _params(params) -> dict:
     from .params import as_dict
 
     return as_dict(params)
+
+
+def suite_cells(suite: SuiteSpec, rankers: Iterable[str] | None = None,
+                datasets: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """The suite's (ranker, dataset) cells in order: dataset by dataset, rankers in suite order."""
+    only_r = _subset(rankers, suite.rankers, "ranker", suite.name)
+    only_d = _subset(datasets, suite.datasets, "dataset", suite.name)
+    return [(r, d) for d in only_d for r in only_r]
 
 
 def _subset(chosen: Iterable[str] | None, available: tuple[str, ...], what: str, suite: str) -> list[str]:

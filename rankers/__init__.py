@@ -6,6 +6,7 @@ under the ``rankbench.rankers`` entry-point group.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 
 KINDS: dict[str, str] = {
@@ -20,7 +21,10 @@ KINDS: dict[str, str] = {
 }
 
 
+@functools.lru_cache(maxsize=1)
 def _entry_points() -> dict[str, str]:
+    """Third-party kinds, read once per process (reading entry points scans every installed
+    package's metadata: it was most of the time a plan of a big suite took)."""
     from importlib.metadata import entry_points
 
     return {ep.name: ep.value for ep in entry_points(group="rankbench.rankers")}
@@ -34,8 +38,10 @@ def load_kind(kind: str, where: str = ""):
     """The Ranker class for a kind name or a "module:Class" path."""
     from harness.errors import ConfigError, unknown
 
-    kinds = all_kinds()
-    target = kinds.get(kind) or (kind if ":" in kind else None)
+    target = KINDS.get(kind) or (kind if ":" in kind else None)
+    if target is None:
+        kinds = all_kinds()
+        target = kinds.get(kind)
     if target is None:
         raise ConfigError(unknown("ranker kind", kind, kinds, where))
     module, _, cls = target.partition(":")

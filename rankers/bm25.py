@@ -58,24 +58,34 @@ class BM25(Ranker):
 
     # -- index ---------------------------------------------------------------------------------
 
-    def prepare(self, dataset, reranking=False):
+    def _index(self, dataset) -> tuple[str, str, str]:
+        """The index's cache area, key and description."""
         from harness.cache import fingerprint
 
-        super().prepare(dataset, reranking)
         key_parts = {"corpus": dataset.corpus_fingerprint(), "version": self.VERSION,
                      "backend": self.params.backend}
         if self.params.backend == "pyserini":
             key_parts["library"] = _version("pyserini")
-            self.index_dir, self.index_entry = self.ctx.cache.artifact(
-                "bm25-pyserini", fingerprint(key_parts),
-                {"what": "Lucene index (pyserini)", "dataset": dataset.name}, self._build_lucene)
+            return "bm25-pyserini", fingerprint(key_parts), "Lucene index (pyserini)"
+        key_parts.update(library=_version("bm25s"), k1=self.params.k1, b=self.params.b,
+                         method=self.params.method, stemmer=BM25S_STEMMER, stopwords=BM25S_STOPWORDS)
+        return "bm25-bm25s", fingerprint(key_parts), "bm25s index"
+
+    def planned(self, dataset, reranking):
+        from .base import Planned
+
+        area, key, what = self._index(dataset)
+        return [Planned("index", area, key, f"{what} of {dataset.name}")]
+
+    def prepare(self, dataset, reranking=False):
+        super().prepare(dataset, reranking)
+        area, key, what = self._index(dataset)
+        build = self._build_lucene if self.params.backend == "pyserini" else self._build_bm25s
+        self.index_dir, self.index_entry = self.ctx.cache.artifact(area, key, {"what": what, "dataset": dataset.name},
+                                                                   build)
+        if self.params.backend == "pyserini":
             self._open_lucene()
         else:
-            key_parts.update(library=_version("bm25s"), k1=self.params.k1, b=self.params.b,
-                             method=self.params.method, stemmer=BM25S_STEMMER, stopwords=BM25S_STOPWORDS)
-            self.index_dir, self.index_entry = self.ctx.cache.artifact(
-                "bm25-bm25s", fingerprint(key_parts),
-                {"what": "bm25s index", "dataset": dataset.name}, self._build_bm25s)
             self._open_bm25s()
 
     def _docs(self):

@@ -175,6 +175,15 @@ class OnnxRanker(Ranker):
     def resolve_models(self) -> None:
         self.export()
 
+    def planned_models(self):
+        from .base import Planned
+
+        return self.source.planned_models() + [
+            Planned("export", "onnx", self._key(), f"{self.params.source} exported to ONNX ({self.params.variant})")]
+
+    def planned(self, dataset, reranking):
+        return self.inner.planned(dataset, reranking)
+
     def _build(self, folder: Path) -> None:
         from .base import refuse_while_ranking
         from .onnx_export import export_model, quantize

@@ -132,14 +132,23 @@ class TrainedModels:
         return self.build(name)[0]
 
     def build(self, name: str, force: bool = False) -> tuple[Path, dict]:
+        """The recipe's model (folder, cache entry), trained first when the cache lacks it: by one
+        process only, when several workers (or nodes sharing the cache) ask at once."""
         key = self.identity(name)
         cache = self.runner.cache
         hit = None if force else cache.get("models", key)
-        if hit is not None:
-            return hit / "model", json.loads((hit / "entry.json").read_text())
+        if hit is None:
+            with cache.get_or_lock("models", key, f"recipe {name}") as hit:
+                if force or hit is None:
+                    self._train(name, key, force)
+        folder = cache.path("models", key)
+        return folder / "model", json.loads((folder / "entry.json").read_text())
+
+    def _train(self, name: str, key: str, force: bool) -> None:
         from rankers.base import refuse_while_ranking
 
         refuse_while_ranking(f"training recipe {name}")
+        cache = self.runner.cache
         spec = self.spec(name)
         workdir = cache.home / "training" / key[:2] / key
         workdir.mkdir(parents=True, exist_ok=True)
@@ -158,7 +167,6 @@ class TrainedModels:
             (folder / "history.json").write_text(json.dumps(history, indent=1, sort_keys=True) + "\n")
             (folder / "timing.json").write_text(json.dumps({"data_seconds": round(prep_s, 1)}) + "\n")
             plot_history(history, folder / "curves.png", title=f"recipe {name}")
-        return cache.path("models", key) / "model", json.loads((cache.path("models", key) / "entry.json").read_text())
 
     # -- what the report says about a model -------------------------------------------------------
 
@@ -295,20 +303,9 @@ class TrainedModels:
         cache = self.runner.cache
         hit = cache.get("teacher-scores", key)
         if hit is None:
-            queries = ds.queries()
-            pairs = sum(len(v) for v in candidates.values())
-            self.runner.log(f"teacher {spec.teacher} scoring {pairs} pairs of {len(candidates)} {ds.name} queries")
-            run, cost = self.runner.member_rerank(spec.teacher, ds, {q: queries[q] for q in candidates},
-                                                     candidates)
-            missing = [(q, d) for q, v in candidates.items() for d in v if d not in run.get(q, {})]
-            if missing:
-                raise DataError(f"[recipes.{spec.name}]: teacher {spec.teacher} left {len(missing)} of the "
-                                f"{pairs} candidates unscored (e.g. {missing[0]}); a teacher must score all it is given")
-            describe = {"what": "teacher scores", "teacher": spec.teacher, "dataset": ds.name, "pairs": pairs,
-                        "seconds": round(cost["rank_s"], 1)}
-            with cache.build("teacher-scores", key, describe) as folder:
-                with gzip.open(folder / "scores.json.gz", "wt") as f:
-                    json.dump(run, f)
+            with cache.get_or_lock("teacher-scores", key, f"teacher {spec.teacher} on {ds.name}") as hit:
+                if hit is None:
+                    self._score_with_teacher(spec, ds, candidates, key)
             hit = cache.path("teacher-scores", key)
         with gzip.open(hit / "scores.json.gz", "rt") as f:
             scores = json.load(f)
@@ -320,6 +317,25 @@ class TrainedModels:
             scores = {q: normalise(v, "zscore") for q, v in scores.items()}
         for e in examples:
             e.scores = [float(scores[e.qid][d]) for d in e.doc_ids]
+
+    def _score_with_teacher(self, spec: RecipeSpec, ds, candidates: dict, key: str) -> None:
+        import gzip
+
+        cache = self.runner.cache
+        queries = ds.queries()
+        pairs = sum(len(v) for v in candidates.values())
+        self.runner.log(f"teacher {spec.teacher} scoring {pairs} pairs of {len(candidates)} {ds.name} queries")
+        run, cost = self.runner.member_rerank(spec.teacher, ds, {q: queries[q] for q in candidates},
+                                                 candidates)
+        missing = [(q, d) for q, v in candidates.items() for d in v if d not in run.get(q, {})]
+        if missing:
+            raise DataError(f"[recipes.{spec.name}]: teacher {spec.teacher} left {len(missing)} of the "
+                            f"{pairs} candidates unscored (e.g. {missing[0]}); a teacher must score all it is given")
+        describe = {"what": "teacher scores", "teacher": spec.teacher, "dataset": ds.name, "pairs": pairs,
+                    "seconds": round(cost["rank_s"], 1)}
+        with cache.build("teacher-scores", key, describe) as folder:
+            with gzip.open(folder / "scores.json.gz", "wt") as f:
+                json.dump(run, f)
 
     def _pools(self, spec: RecipeSpec, ds, settings) -> dict[str, list[str]]:
         from harness.types import ranked
