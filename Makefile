@@ -22,7 +22,7 @@ quick: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 
-# the developers' loop: no model, no JVM, no training, no benchmark, no golden report, no load test (tests/conftest.py
+# the developers' loop: no model, no JVM, no training, no benchmark, no golden report, no load test, no Ray (tests/conftest.py
 # makes importing torch, onnxruntime, transformers or jnius there an error that names the marker to add)
 fast: $(STAMP)
-	RANKBENCH_TEST_TIER=fast $(VENV)/bin/python -m pytest -q -n 2 -m "not (models or jvm or training or bench or golden or load)"
+	RANKBENCH_TEST_TIER=fast $(VENV)/bin/python -m pytest -q -n 2 -m "not (models or jvm or training or bench or golden or load or ray)"

@@ -158,8 +158,10 @@ def execute(config_path: str, reports: str, node: dict, force: bool, threads: in
 def run_suite(config: Config, reports: Path, suite_name: str, rankers: Iterable[str] | None = None,
               datasets: Iterable[str] | None = None, shard: tuple[int, int] | None = None,
               force: bool = False, threads: int = 0, address: str | None = None,
-              log: Callable[[str], None] | None = None) -> list[CellOutcome]:
-    """The suite's cells on Ray: what ``Runner.run_suite`` gives, computed by the cluster."""
+              encode_actors: int | None = None, log: Callable[[str], None] | None = None) -> list[CellOutcome]:
+    """The suite's cells on Ray: what ``Runner.run_suite`` gives, computed by the cluster.
+    Corpora are encoded on Ray Data by ``encode_actors`` actors (default one per node; 0: each
+    as one task), into the entries the cells read."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     reports = Path(reports).resolve()
     runner = Runner(config, reports, progress=False, force=force, threads=threads, log=log)
@@ -170,7 +172,11 @@ def run_suite(config: Config, reports: Path, suite_name: str, rankers: Iterable[
     started = connect(address, log)
     ray = require_ray()
     try:
-        outcomes = _execute(ray, plan, str(Path(config.path).resolve()), str(reports), runner, force, threads, log)
+        config_path = str(Path(config.path).resolve())
+        actors = _encode_actors(ray, encode_actors)
+        if actors > 0:
+            _encode_first(ray, plan, config_path, str(reports), runner, force, threads, actors, log)
+        outcomes = _execute(ray, plan, config_path, str(reports), runner, force, threads, log)
     finally:
         if started:
             ray.shutdown()
@@ -179,8 +185,43 @@ def run_suite(config: Config, reports: Path, suite_name: str, rankers: Iterable[
     return outcomes
 
 
+def _encode_actors(ray, requested: int | None) -> int:
+    if requested is not None:
+        return requested
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get(RESOURCE, 0) >= 1]
+    return max(1, len(nodes))
+
+
+def _encode_first(ray, plan: Plan, config_path: str, reports: str, runner: Runner, force: bool, threads: int,
+                  actors: int, log: Callable[[str], None]) -> None:
+    """The corpora the plan encodes, on Ray Data, before the tasks that read them: the models
+    they need first (as tasks), then each corpus on the actor pool. The plan's encode nodes are
+    then cached, so no task encodes."""
+    from .encode import encode_on_ray
+
+    encodes = [n for n in plan.todo() if n.step == "encode"]
+    if not encodes:
+        return
+    models = Plan(plan.suite, {i: plan.nodes[i] for i in plan.needs([d for n in encodes for d in n.deps])})
+    if models.todo():
+        failed = [o for o in _execute(ray, models, config_path, reports, runner, force, threads, log, cells_only=False)
+                  if o.status == "error"]
+        if failed:
+            return     # the encode tasks then fail with their dependencies, and say why
+        for n in models.todo():
+            n.cached = True
+    for node in encodes:
+        try:
+            encode_on_ray(runner, node.ranker, node.dataset, actors, config_path, reports, log=log)
+            node.cached = True
+        except RankbenchError as e:
+            log(f"ray data: {node.id}: {e}; it is encoded as a task instead")
+
+
 def _execute(ray, plan: Plan, config_path: str, reports: str, runner: Runner, force: bool, threads: int,
-             log: Callable[[str], None]) -> list[CellOutcome]:
+             log: Callable[[str], None], cells_only: bool = True) -> list[CellOutcome]:
+    """Every node of the plan not cached, as a task after the tasks it needs; the outcome of each
+    cell (``cells_only``), or of each node."""
     remote = ray.remote(execute)
     env = {"env_vars": task_env(runner.cache.home)}
     refs: dict[str, object] = {}
@@ -216,5 +257,8 @@ def _execute(ray, plan: Plan, config_path: str, reports: str, runner: Runner, fo
             host = got.get("where", {}).get("node_ip", "?")
             n = f" {cells.index(node_id) + 1}/{len(cells)}" if node_id in cells else ""
             log(f"[{plan.suite}{n}] {node_id}: {got['status']} ({got['seconds']:.1f} s on {host}){detail}")
+    if not cells_only:
+        return [CellOutcome(plan.nodes[i].ranker or "", plan.nodes[i].dataset or "", d["status"], d.get("message", ""),
+                            d.get("seconds", 0.0)) for i, d in done.items()]
     return [CellOutcome(plan.nodes[c].ranker, plan.nodes[c].dataset, done[c]["status"], done[c].get("message", ""),
                         done[c].get("seconds", 0.0)) for c in cells]

@@ -103,6 +103,18 @@ def parser() -> argparse.ArgumentParser:
                         "as Ray tasks (pip install 'rankbench[ray]')")
     p.add_argument("--address", default=None,
                    help="with --executor ray: the cluster to join (ADDR:PORT, or auto); default: start one here")
+    p.add_argument("--encode-actors", type=int, default=None,
+                   help="with --executor ray: Ray Data actors that encode each corpus (default: one per node; "
+                        "0: each corpus encoded by one task)")
+    _common(p)
+
+    p = sub.add_parser("scale", help="measure what Ray buys and costs here: reports/scale.md",
+                       description="Encoding throughput in one process and on Ray Data (1 and 2 actors), the Ray "
+                                   "executor's overhead on the smoke and quick suites, a projection to MS MARCO and "
+                                   "BEIR, and a sharded encoding on a two-node test cluster (about 20 minutes).")
+    p.add_argument("--report", action="store_true", help="measure and write reports/scale.md")
+    p.add_argument("--passages", type=int, default=512, help="passages per corpus for the throughput runs")
+    p.add_argument("--shards", type=int, default=4, help="shards of NFCorpus in the sharded run")
     _common(p)
 
     p = sub.add_parser("plan", help="what a suite needs (training, exports, indexes, runs, cells) and what is cached",
@@ -239,7 +251,7 @@ def cmd_run(args) -> int:
         from distributed.executor import run_suite
 
         outcomes = run_suite(config, reports, args.suite, args.ranker, args.dataset, shard=shard, force=args.force,
-                             threads=args.threads, address=args.address)
+                             threads=args.threads, address=args.address, encode_actors=args.encode_actors)
     else:
         runner = Runner(config, reports, progress=not args.no_progress, force=args.force, threads=args.threads)
         outcomes = runner.run_suite(args.suite, args.ranker, args.dataset, shard=shard)
@@ -258,6 +270,22 @@ def cmd_run(args) -> int:
     for o in errors:
         print(f"error: {o.ranker} on {o.dataset}: {o.message}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def cmd_scale(args) -> int:
+    from .errors import ConfigError
+
+    if not args.report:
+        raise ConfigError("rankbench scale measures for minutes: give --report to measure and write reports/scale.md")
+    from distributed.executor import require_ray
+
+    require_ray()
+    from distributed.scale import measure, write
+
+    config, reports = _load(args)
+    data = measure(str(config.path), reports, passages=args.passages, shards=args.shards)
+    print(f"wrote {write(reports, data)}", file=sys.stderr)
+    return 0
 
 
 def cmd_plan(args) -> int:
@@ -391,7 +419,7 @@ def cmd_accept(args) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "rag": cmd_rag, "calibrate": cmd_calibrate, "run": cmd_run, "plan": cmd_plan, "train": cmd_train, "export": cmd_export, "report": cmd_report, "compare": cmd_compare, "bench": cmd_bench, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
+COMMANDS = {"serve": cmd_serve, "rag": cmd_rag, "calibrate": cmd_calibrate, "run": cmd_run, "plan": cmd_plan, "scale": cmd_scale, "train": cmd_train, "export": cmd_export, "report": cmd_report, "compare": cmd_compare, "bench": cmd_bench, "check": cmd_check, "accept": cmd_accept, "ls": cmd_ls,
             "validate": cmd_validate, "seed-irds": cmd_seed_irds, "manifest": cmd_manifest}
 
 

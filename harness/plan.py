@@ -248,5 +248,10 @@ def plan_suite(runner, suite_name: str, rankers: Iterable[str] | None = None,
     # every node was added after the nodes it needs; cells (which nothing needs) go last, in suite order
     out = {i: n for i, n in planner.nodes.items() if n.step != "cell"}
     for r, d in cells:
-        out[f"cell:{r}@{d}"] = planner.nodes[f"cell:{r}@{d}"]
+        cell = planner.nodes[f"cell:{r}@{d}"]
+        same = planner._by_entry.get((cell.area, cell.key))
+        if same is not None and same not in cell.deps:
+            # a cell whose run is also another cell's first stage: made once, by that run node
+            cell.deps.append(same)
+        out[cell.id] = cell
     return Plan(suite_name, out)

@@ -112,9 +112,26 @@ class BiEncoder(Ranker):
                                  normalize_embeddings=self.params.normalize,
                                  show_progress_bar=progress and self.ctx.progress).astype(np.float32)
 
-    def _doc_texts(self, ids) -> list[str]:
-        docs = self.dataset.docs(ids)
+    def _doc_texts(self, ids, dataset=None) -> list[str]:
+        docs = (dataset or self.dataset).docs(ids)
         return [self.params.doc_prefix + docs[i].joined() for i in ids]
+
+    def corpus_texts(self, dataset) -> tuple[list[str], list[str]]:
+        """The corpus as this encoder reads it: (doc ids in corpus order, texts)."""
+        ids = list(dataset.corpus())
+        return ids, self._doc_texts(ids, dataset)
+
+    def encode_batches(self, texts: list[str]) -> list[list[int]]:
+        """The batches ``_encode`` forms of these texts, as positions: sentence-transformers sorts
+        by its length estimate, then cuts ``batch_size``. Encoding each batch on its own (in any
+        process, in any order) gives the same bits as encoding all at once: how Ray Data encodes
+        a corpus into the same cache entry (distributed.encode)."""
+        import numpy as np
+        from sentence_transformers import SentenceTransformer
+
+        order = np.argsort([-SentenceTransformer._input_length(t) for t in texts])
+        bs = self.params.batch_size
+        return [order[i:i + bs].tolist() for i in range(0, len(order), bs)]
 
     def corpus_key(self, dataset) -> str:
         """The cache key of the dataset's corpus encoded by this model."""
@@ -145,8 +162,8 @@ class BiEncoder(Ranker):
         key = self.corpus_key(dataset)
 
         def build(folder):
-            ids = list(dataset.corpus())
-            emb = self._encode(self._doc_texts(ids), progress=True)
+            ids, texts = self.corpus_texts(dataset)
+            emb = self._encode(texts, progress=True)
             np.save(folder / "embeddings.npy", emb)
             (folder / "doc_ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
 

@@ -22,7 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The fast loop (`make fast`, RANKBENCH_TEST_TIER=fast) leaves the heavy tiers out. There, importing
 # what a tier stands for is an error naming the marker the test needs, so the tiers stay true.
 TIERS = {"models": ("torch", "onnxruntime", "sentence_transformers", "transformers", "onnx"),
-         "jvm": ("jnius", "pyserini")}
+         "jvm": ("jnius", "pyserini"), "ray": ("ray",)}
 FAST = os.environ.get("RANKBENCH_TEST_TIER") == "fast"
 
 
@@ -254,3 +254,23 @@ def toy(tmp_path, toy_source) -> ToyProject:
     project.config.write_text(TOY_CONFIG)
     project.reports.mkdir()
     return project
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One Ray session for the whole test session (it takes seconds to start and most of a GiB):
+    a two-node cluster on this machine (ray.cluster_utils.Cluster), one CPU and one
+    ``rankbench_node`` each, which the driver joins."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from distributed.executor import RESOURCE
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {RESOURCE: 1},
+                                                            "include_dashboard": False})
+    cluster.add_node(num_cpus=1, resources={RESOURCE: 1})
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()

@@ -1,0 +1,113 @@
+"""A corpus encoded on Ray Data: ``map_batches`` over an actor pool, one model per actor.
+
+The encoder's own batches (``encode_batches``: the length-sorted batches its ``_encode`` cuts)
+are the rows, one row per batch, so every actor encodes exactly the batches one process would:
+the embeddings are the same bits, in any number of actors, and they are written as the same
+cache entry (area ``bi-encoder-corpus``, the ranker's ``corpus_key``) that the ranker's
+``prepare`` reads. A local run finds the entry and encodes nothing.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from harness.errors import ConfigError
+
+from .executor import RESOURCE, SHARE, require_ray, task_env
+
+
+def encoder_of(inst):
+    """The object that encodes for a ranker: a bi-encoder itself, an ONNX bi-encoder's inner one."""
+    enc = getattr(inst, "inner", inst)
+    if not hasattr(enc, "encode_batches"):
+        raise ConfigError(f"ranker {inst.name} ({inst.kind}) does not encode a corpus: only bi-encoders "
+                          f"(and their ONNX exports) do")
+    return enc
+
+
+class _Encoder:
+    """A Ray Data actor: one Runner, one model, many batches."""
+
+    def __init__(self, config_path: str, reports: str, ranker: str, threads: int):
+        from .executor import _runner
+
+        runner = _runner(config_path, reports, False, threads)
+        runner.rankers.resolve(ranker)
+        self.enc = encoder_of(runner.instance(ranker))
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        out = []
+        for texts in batch["texts"]:
+            emb = self.enc._encode([str(t) for t in texts], progress=False)
+            out.append(np.ascontiguousarray(emb, dtype=np.float32).tobytes())
+        return {"b": batch["b"], "emb": np.array(out, dtype=object)}
+
+
+def encode_on_ray(runner, ranker: str, ds_name: str, actors: int, config_path: str, reports: str,
+                  threads: int = 0, log: Callable[[str], None] | None = None) -> dict:
+    """Encode the dataset's corpus with the ranker's model on ``actors`` Ray Data actors, into the
+    cache entry the ranker reads; returns what it did (passages, seconds, throughput). An entry
+    already in the cache is not encoded again."""
+    import numpy as np
+
+    require_ray()
+    log = log or (lambda m: None)
+    if actors < 1:
+        raise ConfigError(f"encoding on Ray takes at least one actor, not {actors}")
+    runner.rankers.resolve(ranker)
+    dataset = runner.dataset(ds_name)
+    enc = encoder_of(runner.instance(ranker))
+    key = enc.corpus_key(dataset)
+    threads = threads or max(1, (os.cpu_count() or 1) // actors)
+    stats: dict = {"ranker": ranker, "dataset": ds_name, "actors": actors, "threads_per_actor": threads}
+
+    def build(folder: Path) -> None:
+        t0 = time.perf_counter()
+        ids, texts = enc.corpus_texts(dataset)
+        batches = enc.encode_batches(texts)
+        emb = encode_texts(texts, batches, actors, ranker, config_path, reports, threads, task_env(runner.cache.home))
+        np.save(folder / "embeddings.npy", emb)
+        (folder / "doc_ids.txt").write_text("\n".join(ids) + "\n", encoding="utf-8")
+        seconds = time.perf_counter() - t0
+        stats.update(passages=len(ids), batches=len(batches), seconds=round(seconds, 3),
+                     passages_per_s=round(len(ids) / seconds, 2) if seconds > 0 else None)
+        log(f"ray data: {ds_name}'s corpus ({len(ids)} passages) encoded by {ranker} on {actors} actors "
+            f"in {seconds:.1f} s ({stats['passages_per_s']} passages/s)")
+
+    describe = {"what": "encoded corpus", "model": getattr(enc.params, "model", ranker), "dataset": dataset.name,
+                "encoded_on": f"Ray Data, {actors} actors"}
+    runner.cache.artifact("bi-encoder-corpus", key, describe, build)
+    stats.setdefault("cached", True)
+    return stats
+
+
+def encode_texts(texts: list[str], batches: list[list[int]], actors: int, ranker: str, config_path: str,
+                 reports: str, threads: int, env: dict[str, str]):
+    """Texts encoded on Ray Data by the ranker's model: one row per batch (positions into texts),
+    ``actors`` actors; the embeddings in the texts' order."""
+    import numpy as np
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    if not batches:
+        raise ConfigError("nothing to encode: no batches")
+    rows = [{"b": b, "texts": [texts[i] for i in idx]} for b, idx in enumerate(batches)]
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), actors * 4)))
+    out = ds.map_batches(_Encoder, batch_size=1, batch_format="numpy",
+                         fn_constructor_kwargs={"config_path": config_path, "reports": reports,
+                                                "ranker": ranker, "threads": threads},
+                         compute=ActorPoolStrategy(size=actors), num_cpus=SHARE,
+                         resources={RESOURCE: SHARE}, runtime_env={"env_vars": env})
+    got = {int(r["b"]): r["emb"] for r in out.iter_rows()}
+    if sorted(got) != list(range(len(batches))):
+        raise ConfigError(f"Ray Data returned {len(got)} of {len(batches)} batches")
+    dim = np.frombuffer(got[0], dtype=np.float32).size // len(batches[0])
+    emb = np.zeros((len(texts), dim), dtype=np.float32)
+    for b, idx in enumerate(batches):
+        emb[idx] = np.frombuffer(got[b], dtype=np.float32).reshape(len(idx), dim)
+    return emb
