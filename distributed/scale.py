@@ -207,7 +207,7 @@ def projection(encoding: list[dict], nodes: tuple[int, ...] = (1, 8, 64, 256)) -
         rates[e["dataset"]] = best
     cpu = rates.get("dl19") or next(iter(rates.values()))
     beir_all = sum(BEIR_CORPORA.values())
-    corpora = {"MS MARCO passage": BEIR_CORPORA["msmarco"], "all of BEIR (18 corpora, MS MARCO included)": beir_all}
+    corpora = {"MS MARCO passage": BEIR_CORPORA["msmarco"], "all of BEIR (its 18 corpora and MS MARCO)": beir_all}
     rows = []
     for name, size in corpora.items():
         rows.append({"corpus": name, "passages": size,
@@ -233,7 +233,7 @@ def measure(config_path: str, reports: Path, passages: int = 512, shards: int = 
         got = len(runner.dataset(name).corpus())
         if got != BEIR_CORPORA[name]:
             raise RuntimeError(f"{name}: the shipped corpus has {got} passages, the BEIR paper {BEIR_CORPORA[name]}")
-    data = {"machine": machine(), "ray": ray.__version__, "device": "cpu (no GPU lent to this session)"}
+    data = {"machine": machine(), "ray": ray.__version__, "device": "CPU only: no GPU was lent to this session"}
     ray.init(num_cpus=os.cpu_count() or 1, resources={RESOURCE: 1.0}, include_dashboard=False, log_to_driver=False)
     try:
         data["encoding"] = measure_encoding(runner, config_path, str(reports), passages, log)
@@ -248,7 +248,7 @@ def measure(config_path: str, reports: Path, passages: int = 512, shards: int = 
 def markdown(data: dict) -> str:
     m = data["machine"]
     lines = ["# Scale: rankbench on Ray", "",
-             f"Measured on one machine ({m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {data['device']}), "
+             f"Measured on one machine ({m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB), {data['device']}; "
              f"Ray {data['ray']}. Regenerate with `rankbench scale --report` (about 20 minutes). "
              f"Figures in one run, side by side; these machines are noisy, so read the ratios.", "",
              "## Encoding throughput", "",

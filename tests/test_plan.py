@@ -134,3 +134,18 @@ def test_lock_is_reentrant_in_a_process(tmp_path):
 
 def test_steps_order():
     assert STEPS[-1] == "cell" and STEPS[0] == "train"
+
+
+@pytest.mark.golden
+def test_scale_report_is_its_json():
+    """reports/scale.md is what reports/results/scale.json renders to; every mode's embeddings were
+    the one-process ones, the Ray runs gave the local measures, the shards the one-process corpus."""
+    from distributed.scale import markdown
+
+    data = json.loads((ROOT / "reports" / "results" / "scale.json").read_text())
+    assert (ROOT / "reports" / "scale.md").read_text() == markdown(data)
+    assert all(r["identical"] for e in data["encoding"] for r in e["rows"])
+    assert all(r["same_measures"] for r in data["overhead"])
+    assert data["sharded"]["identical"] and data["sharded"]["nodes"] == 2
+    quick = json.loads((ROOT / "reports" / "results" / "quick" / "minilm__nfcorpus.json").read_text())
+    assert data["sharded"]["ndcg10"] == quick["measures"]["aggregate"]["nDCG@10"]
