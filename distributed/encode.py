@@ -15,7 +15,7 @@ from typing import Callable
 
 from harness.errors import ConfigError
 
-from .executor import RESOURCE, SHARE, require_ray, task_env
+from .common import RESOURCE, SHARE, require_ray, task_env
 
 
 def encoder_of(inst):
@@ -31,7 +31,7 @@ class _Encoder:
     """A Ray Data actor: one Runner, one model, many batches."""
 
     def __init__(self, config_path: str, reports: str, ranker: str, threads: int):
-        from .executor import _runner
+        from .common import _runner
 
         runner = _runner(config_path, reports, False, threads)
         runner.rankers.resolve(ranker)

@@ -20,7 +20,6 @@ JSON are the local run's. What makes that safe on a cluster:
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -31,27 +30,7 @@ from harness.errors import ConfigError, RankbenchError
 from harness.plan import Plan, plan_suite
 from harness.runner import CellOutcome, Runner
 
-RESOURCE = "rankbench_node"   # one per node: a timed task takes all of it, any other SHARE of it
-SHARE = 0.01
-RETRIES = 3                   # a task whose worker died is run again up to this many times
-# what a task's process needs of the driver's environment (cache home, offline switches, fault injection)
-ENV_PREFIXES = ("RANKBENCH_", "HF_", "TRANSFORMERS_", "IR_DATASETS_", "ORT_", "OMP_", "TOKENIZERS_")
-ENV_NAMES = ("OPENAI_API_KEY", "JAVA_HOME", "XDG_CACHE_HOME")
-
-
-def require_ray():
-    try:
-        import ray
-    except ImportError as e:
-        raise ConfigError(f"--executor ray needs Ray ({e}); install it with: pip install 'rankbench[ray]'") from None
-    return ray
-
-
-def task_env(cache_home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES) or k in ENV_NAMES}
-    env["RANKBENCH_HOME"] = str(Path(cache_home).resolve())
-    return env
-
+from .common import RESOURCE, RETRIES, SHARE, _runner, require_ray, task_env, where
 
 def connect(address: str | None, log: Callable[[str], None]) -> bool:
     """Join the cluster at ``address`` (``auto``: the one this machine runs), or start one on
@@ -79,36 +58,6 @@ def connect(address: str | None, log: Callable[[str], None]) -> bool:
     if without:
         log(f"ray: nodes {', '.join(without)} lack the resource {RESOURCE!r}; rankbench runs nothing there")
     return started
-
-
-def where() -> dict:
-    """The node a task ran on, for its record."""
-    out = {"host": socket.gethostname(), "pid": os.getpid()}
-    try:
-        import ray
-
-        ctx = ray.get_runtime_context()
-        out.update(node_id=ctx.get_node_id(), node_ip=ray.util.get_node_ip_address())
-    except Exception:      # outside a Ray worker
-        pass
-    return out
-
-
-# -- the worker side -------------------------------------------------------------------------------
-
-_RUNNERS: dict[tuple, Runner] = {}
-
-
-def _runner(config_path: str, reports: str, force: bool, threads: int) -> Runner:
-    """One Runner per worker process and config: models loaded by one task serve the next."""
-    from harness.config import load_config
-
-    key = (config_path, reports, force, threads)
-    if key not in _RUNNERS:
-        config = load_config(config_path)
-        _RUNNERS[key] = Runner(config, Path(reports), progress=False, force=force, threads=threads,
-                               executor=lambda: {"kind": "ray", **where()})
-    return _RUNNERS[key]
 
 
 def execute(config_path: str, reports: str, node: dict, force: bool, threads: int, *deps: dict) -> dict:

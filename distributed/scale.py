@@ -29,7 +29,7 @@ from typing import Callable
 
 from harness.files import atomic_write_text
 
-from .executor import RESOURCE, task_env
+from .common import RESOURCE, task_env
 
 # corpus sizes from the BEIR paper (Thakur et al. 2021, table 1); the two shipped here are checked
 BEIR_CORPORA = {
@@ -141,7 +141,7 @@ from harness.runner import Runner
 from harness.cache import Cache
 from pathlib import Path
 from distributed.encode import encode_texts, encoder_of
-from distributed.executor import task_env
+from distributed.common import task_env
 cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "resources": {{"{RESOURCE}": 1}}, "include_dashboard": False}})
 cluster.add_node(num_cpus=1, resources={{"{RESOURCE}": 1}})
 cluster.wait_for_nodes()

@@ -277,7 +277,7 @@ def cmd_scale(args) -> int:
 
     if not args.report:
         raise ConfigError("rankbench scale measures for minutes: give --report to measure and write reports/scale.md")
-    from distributed.executor import require_ray
+    from distributed.common import require_ray
 
     require_ray()
     from distributed.scale import measure, write

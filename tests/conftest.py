@@ -264,7 +264,7 @@ def ray_cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    from distributed.executor import RESOURCE
+    from distributed.common import RESOURCE
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {RESOURCE: 1},
                                                             "include_dashboard": False})
