@@ -1,10 +1,13 @@
-"""A corpus encoded on Ray Data: ``map_batches`` over an actor pool, one model per actor.
+"""A corpus encoded, and candidate lists scored, on Ray Data: ``map_batches`` over an actor
+pool, one model per actor.
 
 The encoder's own batches (``encode_batches``: the length-sorted batches its ``_encode`` cuts)
 are the rows, one row per batch, so every actor encodes exactly the batches one process would:
 the embeddings are the same bits, in any number of actors, and they are written as the same
 cache entry (area ``bi-encoder-corpus``, the ranker's ``corpus_key``) that the ranker's
-``prepare`` reads. A local run finds the entry and encodes nothing.
+``prepare`` reads. A local run finds the entry and encodes nothing. A cross-encoder's candidate
+lists go the same way (``score_on_ray``): its own length-sorted pair batches are the rows, and
+the run is the one its ``rank`` gives in one process.
 """
 from __future__ import annotations
 
@@ -111,3 +114,77 @@ def encode_texts(texts: list[str], batches: list[list[int]], actors: int, ranker
     for b, idx in enumerate(batches):
         emb[idx] = np.frombuffer(got[b], dtype=np.float32).reshape(len(idx), dim)
     return emb
+
+
+def scorer_of(inst):
+    """The object that scores pairs for a ranker: a cross-encoder, an ONNX cross-encoder's inner one."""
+    sc = getattr(inst, "inner", inst)
+    if not hasattr(sc, "score_batches"):
+        raise ConfigError(f"ranker {inst.name} ({inst.kind}) does not score (query, passage) pairs: only "
+                          f"cross-encoders (and their ONNX exports) do")
+    return sc
+
+
+class _Scorer:
+    """A Ray Data actor: one Runner, one cross-encoder, many batches of pairs."""
+
+    def __init__(self, config_path: str, reports: str, ranker: str, threads: int):
+        from rankers.pairs import TruncationStats
+
+        from .common import _runner
+
+        runner = _runner(config_path, reports, False, threads)
+        runner.rankers.resolve(ranker)
+        self.scorer = scorer_of(runner.instance(ranker))
+        self.scorer._stats = TruncationStats()
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        out = []
+        for qs, ds in zip(batch["q"], batch["d"]):
+            scores = self.scorer.score([(str(q), str(d)) for q, d in zip(qs, ds)])
+            out.append(np.ascontiguousarray(scores, dtype=np.float32).tobytes())
+        return {"b": batch["b"], "scores": np.array(out, dtype=object)}
+
+
+def score_on_ray(runner, ranker: str, ds_name: str, queries: dict[str, str], candidates: dict[str, dict],
+                 k: int, actors: int, config_path: str, reports: str, threads: int = 0):
+    """A cross-encoder's run over candidate lists, scored on ``actors`` Ray Data actors: the run
+    its ``rank`` gives in one process (the same batches, so the same scores)."""
+    import numpy as np
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    from harness.types import ranked
+
+    require_ray()
+    if actors < 1:
+        raise ConfigError(f"scoring on Ray takes at least one actor, not {actors}")
+    runner.rankers.resolve(ranker)
+    dataset = runner.dataset(ds_name)
+    scorer = scorer_of(runner.instance(ranker))
+    order = [(q, d) for q in queries for d in candidates.get(q, {})]
+    if not order:
+        return {q: {} for q in queries}
+    docs = dataset.docs({d for _, d in order})
+    pairs = [(queries[q], docs[d].joined()) for q, d in order]
+    batches = scorer.score_batches(pairs)
+    rows = [{"b": b, "q": [pairs[i][0] for i in idx], "d": [pairs[i][1] for i in idx]} for b, idx in enumerate(batches)]
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    threads = threads or max(1, (os.cpu_count() or 1) // actors)
+    out = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), actors * 4))).map_batches(
+        _Scorer, batch_size=1, batch_format="numpy",
+        fn_constructor_kwargs={"config_path": config_path, "reports": reports, "ranker": ranker, "threads": threads},
+        compute=ActorPoolStrategy(size=actors), num_cpus=SHARE, resources={RESOURCE: SHARE},
+        runtime_env={"env_vars": task_env(runner.cache.home)})
+    got = {int(r["b"]): r["scores"] for r in out.iter_rows()}
+    if sorted(got) != list(range(len(batches))):
+        raise ConfigError(f"Ray Data returned {len(got)} of {len(batches)} batches of pairs")
+    scores = np.zeros(len(pairs), dtype=np.float32)
+    for b, idx in enumerate(batches):
+        scores[idx] = np.frombuffer(got[b], dtype=np.float32)
+    run: dict[str, dict[str, float]] = {q: {} for q in queries}
+    for (q, d), sc in zip(order, scores):
+        run[q][d] = float(sc)
+    return {q: dict(ranked(v)[:k]) for q, v in run.items()}

@@ -144,6 +144,10 @@ class CrossEncoderRanker(PairScorer):
     def score(self, pairs):
         return score_pairs(self.model, pairs, self.max_length, self.params.batch_size, self._stats)
 
+    def score_batches(self, pairs) -> list[list[int]]:
+        """The batches ``score`` cuts (positions): scored one by one, the same bits."""
+        return PairBatches(self.model.tokenizer, pairs, self.max_length, self.params.batch_size).positions()
+
     def run_stats(self) -> dict:
         return {"truncation": {**self._stats.as_dict(), "max_length": self.max_length}}
 

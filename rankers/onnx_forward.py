@@ -105,6 +105,9 @@ class OnnxCrossEncoder(_OnnxForward, CrossEncoderRanker):
         self._stats.add(batches.stats)
         return out
 
+    def score_batches(self, pairs: Sequence[tuple[str, str]]) -> list[list[int]]:
+        return PairBatches(self.outer.tokenizer(), pairs, self.max_length, self.outer.params.batch_size).positions()
+
     def footprint(self) -> Footprint:
         return self.outer.onnx_footprint()
 
@@ -120,9 +123,11 @@ class OnnxBiEncoder(_OnnxForward, BiEncoder):
         """As ``TextBatches`` cuts them: a stable sort by token length, then ``batch_size``."""
         import numpy as np
 
+        from .pairs import _order
+
         enc = self.outer.tokenizer()(list(texts), truncation=True, max_length=self.outer.max_length())
         lengths = np.fromiter((len(x) for x in enc["input_ids"]), dtype=np.int64, count=len(texts))
-        order = np.argsort(-lengths, kind="stable")
+        order = _order(lengths)
         bs = self.outer.params.batch_size
         return [order[i:i + bs].tolist() for i in range(0, len(order), bs)]
 

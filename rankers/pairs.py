@@ -131,6 +131,15 @@ class PairBatches:
     def __len__(self) -> int:
         return (len(self.pairs) + self.batch_size - 1) // self.batch_size
 
+    def positions(self) -> list[list[int]]:
+        """The batches iterating yields, as positions only: scoring each batch's pairs on their
+        own (in any process) gives the same bits as scoring all at once (distributed.encode)."""
+        if not self.pairs:
+            return []
+        _, lengths, _ = self._encode()
+        order = _order(lengths)
+        return [order[i:i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+
     def __iter__(self) -> Iterator[tuple[list[int], dict]]:
         if not self.pairs:
             return
@@ -168,13 +177,20 @@ class TextBatches:
         yield from _padded(enc, self.tokenizer.pad_token_id or 0, self.batch_size, self.stats)
 
 
+def _order(lengths):
+    """Longest first, ties in input order: the one batching order of PairBatches and TextBatches."""
+    import numpy as np
+
+    return np.argsort(-lengths, kind="stable")
+
+
 def _padded(enc, pad_id: int, batch_size: int, stats: TruncationStats):
     import numpy as np
 
     lengths = np.fromiter((len(x) for x in enc["input_ids"]), dtype=np.int64, count=len(enc["input_ids"]))
     stats.pairs += len(lengths)
     stats.tokens += int(lengths.sum())
-    order = np.argsort(-lengths, kind="stable")
+    order = _order(lengths)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size].tolist()

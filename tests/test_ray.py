@@ -170,3 +170,35 @@ def test_ray_data_encoding_is_the_one_process_encoding(ranker, ray_cluster, scif
     assert (entry / "doc_ids.txt").read_text() == ids
     local_run, _, how = local.get_run(ranker, local.dataset("sample"), 100, config.settings)
     assert how == "ran" and local_run == run
+
+
+@pytest.mark.models
+def test_ray_data_scores_candidate_lists_as_one_process(toy, ray_cluster, tiny_cross_encoders, monkeypatch, tmp_path):
+    """A cross-encoder reranking the toy set's shipped run (6 queries x 20 candidates) on Ray Data,
+    2 actors: the run its rank gives in one process, score for score."""
+    from distributed.encode import score_on_ray
+    from harness.config import load_config
+    from harness.runner import Runner
+    from harness.types import top_k
+
+    model = tiny_cross_encoders["segment-cosine"]
+    toy.config.write_text(toy.config.read_text() + f"""
+[rankers.ce-first]
+kind = "cross-encoder"
+model = "{model}"
+first_stage = "first"
+depth = 20
+batch_size = 8
+""")
+    monkeypatch.setenv("RANKBENCH_HOME", str(tmp_path / "home"))
+    config = load_config(toy.config)
+    runner = Runner(config, toy.reports, progress=False)
+    ds = runner.dataset("toy")
+    first, _, _ = runner.get_run("first", ds, 1000, config.settings)
+    candidates = top_k(first, 20)
+    pipe = runner.pipeline("ce-first")
+    pipe.prepare(ds)
+    want = pipe.rank_stage(ds.queries(), candidates, 20)
+    got = score_on_ray(runner, "ce-first", "toy", ds.queries(), candidates, 20, actors=2,
+                       config_path=str(toy.config), reports=str(toy.reports))
+    assert got == want and sum(len(v) for v in got.values()) == 120
