@@ -32,6 +32,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="reports folder (default: reports/ beside the config)")
 
 
+def _cells(p: argparse.ArgumentParser) -> None:
+    """A suite, and optionally some of its rankers and datasets (run, plan)."""
+    p.add_argument("suite")
+    p.add_argument("--ranker", action="append", help="only this ranker (repeatable)")
+    p.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rankbench", description="Train and benchmark rankers on real IR data.",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,9 +95,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a suite's cells (cached, resumable) and write its report",
                        description="Run every (ranker, dataset) cell of a suite. Finished cells are written "
                                    "at once, cached runs are reused, and the report is regenerated.")
-    p.add_argument("suite")
-    p.add_argument("--ranker", action="append", help="only this ranker (repeatable)")
-    p.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
+    _cells(p)
     p.add_argument("--force", action="store_true", help="ignore cached runs and up-to-date results")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for rankers (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -120,9 +125,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="what a suite needs (training, exports, indexes, runs, cells) and what is cached",
                        description="The suite's dependency graph, in the order it can be done, each node "
                                    "with its cache entry and whether it is there. Nothing is built or run.")
-    p.add_argument("suite")
-    p.add_argument("--ranker", action="append", help="only this ranker (repeatable)")
-    p.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
+    _cells(p)
     p.add_argument("--shard", default=None, metavar="I/N", help="only the I-th of N shares of the cells, and what they need")
     p.add_argument("--json", action="store_true", help="the plan as JSON")
     _common(p)
