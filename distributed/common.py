@@ -25,9 +25,21 @@ def require_ray():
     return ray
 
 
+# Ray's C++ core installs a SIGSEGV handler of its own in every process it joins (the driver too);
+# the JVM raises SIGSEGV on purpose (null checks, safepoints) and expects its own handler to see
+# it, so pyserini in a process Ray has joined dies at its first search. Ray's switch turns it off.
+NO_SIGNAL_HANDLER = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
+
+
+def keep_jvm_signals() -> None:
+    """Before ray.init in a process that may start the JVM (the driver, a test session)."""
+    os.environ.update(NO_SIGNAL_HANDLER)
+
+
 def task_env(cache_home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES) or k in ENV_NAMES}
     env["RANKBENCH_HOME"] = str(Path(cache_home).resolve())
+    env.update(NO_SIGNAL_HANDLER)      # a worker may rank with pyserini
     return env
 
 

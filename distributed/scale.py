@@ -29,7 +29,7 @@ from typing import Callable
 
 from harness.files import atomic_write_text
 
-from .common import RESOURCE, task_env
+from .common import RESOURCE, keep_jvm_signals, task_env
 
 # corpus sizes from the BEIR paper (Thakur et al. 2021, table 1); the two shipped here are checked
 BEIR_CORPORA = {
@@ -234,6 +234,7 @@ def measure(config_path: str, reports: Path, passages: int = 512, shards: int = 
         if got != BEIR_CORPORA[name]:
             raise RuntimeError(f"{name}: the shipped corpus has {got} passages, the BEIR paper {BEIR_CORPORA[name]}")
     data = {"machine": machine(), "ray": ray.__version__, "device": "CPU only: no GPU was lent to this session"}
+    keep_jvm_signals()
     ray.init(num_cpus=os.cpu_count() or 1, resources={RESOURCE: 1.0}, include_dashboard=False, log_to_driver=False)
     try:
         data["encoding"] = measure_encoding(runner, config_path, str(reports), passages, log)

@@ -264,8 +264,9 @@ def ray_cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    from distributed.common import RESOURCE
+    from distributed.common import RESOURCE, keep_jvm_signals
 
+    keep_jvm_signals()      # the JVM tests that run after this one share the process
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {RESOURCE: 1},
                                                             "include_dashboard": False})
     cluster.add_node(num_cpus=1, resources={RESOURCE: 1})

@@ -56,14 +56,33 @@ def test_ray_executor_equals_the_local_run(toy, ray_cluster, monkeypatch, tmp_pa
     assert code == 0 and "cells: 4 up-to-date" in out, out
 
 
-def test_two_nodes_share_the_cells(toy, ray_cluster, monkeypatch, tmp_path, capsys):
-    """The timed cells (each alone on its node) go to both nodes of the cluster."""
-    monkeypatch.setenv("RANKBENCH_HOME", str(tmp_path / "home"))
-    assert toy.cli("run", "s", "--executor", "ray", capsys=capsys)[0] == 0
+def test_a_node_whose_rankbench_node_is_taken_gets_no_task(toy, ray_cluster, monkeypatch, tmp_path, capsys):
+    """The resource that keeps a timed cell alone on its node: while something holds all of the
+    head node's rankbench_node, every task (timed or not) of the suite runs on the other node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from distributed.common import RESOURCE
+
+    head = ray.get_runtime_context().get_node_id()
+    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert len(nodes) == 2 and head in nodes
+
+    @ray.remote(num_cpus=0, resources={RESOURCE: 1})
+    class Hold:
+        def node(self):
+            return ray.get_runtime_context().get_node_id()
+
+    hold = Hold.options(scheduling_strategy=NodeAffinitySchedulingStrategy(head, soft=False)).remote()
+    try:
+        assert ray.get(hold.node.remote()) == head
+        monkeypatch.setenv("RANKBENCH_HOME", str(tmp_path / "home"))
+        assert toy.cli("run", "s", "--executor", "ray", capsys=capsys)[0] == 0
+    finally:
+        ray.kill(hold)
     used = {r["provenance"]["executor"]["node_id"] for r in _results(toy.reports, "s").values()
             if r["status"] == "ok"}
-    assert len(ray_cluster.list_all_nodes()) == 2
-    assert len(used) == 2, used
+    assert used == nodes - {head}, used
 
 
 def test_a_killed_worker_is_retried(toy, ray_cluster, monkeypatch, tmp_path, capsys):
