@@ -18,6 +18,7 @@ ENV_NAMES = ("OPENAI_API_KEY", "JAVA_HOME", "XDG_CACHE_HOME")
 
 
 def require_ray():
+    keep_jvm_signals()       # read when ray is imported: before it
     try:
         import ray
     except ImportError as e:
@@ -32,7 +33,8 @@ NO_SIGNAL_HANDLER = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
 
 
 def keep_jvm_signals() -> None:
-    """Before ray.init in a process that may start the JVM (the driver, a test session)."""
+    """Before Ray is imported in a process that may start the JVM (the driver, a test session):
+    Ray reads the switch at import."""
     os.environ.update(NO_SIGNAL_HANDLER)
 
 

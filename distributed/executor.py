@@ -30,7 +30,7 @@ from harness.errors import ConfigError, RankbenchError
 from harness.plan import Plan, plan_suite
 from harness.runner import CellOutcome, Runner
 
-from .common import RESOURCE, RETRIES, SHARE, _runner, keep_jvm_signals, require_ray, task_env, where
+from .common import RESOURCE, RETRIES, SHARE, _runner, require_ray, task_env, where
 
 def connect(address: str | None, log: Callable[[str], None]) -> bool:
     """Join the cluster at ``address`` (``auto``: the one this machine runs), or start one on
@@ -41,7 +41,6 @@ def connect(address: str | None, log: Callable[[str], None]) -> bool:
         started = False
     else:
         t0 = time.perf_counter()
-        keep_jvm_signals()
         if address:
             ray.init(address=address, log_to_driver=False)
         else:

@@ -29,7 +29,7 @@ from typing import Callable
 
 from harness.files import atomic_write_text
 
-from .common import RESOURCE, keep_jvm_signals, task_env
+from .common import RESOURCE, require_ray, task_env
 
 # corpus sizes from the BEIR paper (Thakur et al. 2021, table 1); the two shipped here are checked
 BEIR_CORPORA = {
@@ -134,7 +134,9 @@ def measure_sharded(config_path: str, seed_home: Path, shards: int, log) -> dict
     the one-process entry in the seed cache and ranked through the same cell."""
     code = f"""
 import json, sys, time
-import numpy as np, ray
+from distributed.common import require_ray
+ray = require_ray()
+import numpy as np
 from ray.cluster_utils import Cluster
 from harness.config import load_config
 from harness.runner import Runner
@@ -218,7 +220,7 @@ def projection(encoding: list[dict], nodes: tuple[int, ...] = (1, 8, 64, 256)) -
 
 def measure(config_path: str, reports: Path, passages: int = 512, shards: int = 4,
             log: Callable[[str], None] | None = None) -> dict:
-    import ray
+    ray = require_ray()
 
     from harness.cache import Cache
     from harness.config import load_config
@@ -234,7 +236,6 @@ def measure(config_path: str, reports: Path, passages: int = 512, shards: int = 
         if got != BEIR_CORPORA[name]:
             raise RuntimeError(f"{name}: the shipped corpus has {got} passages, the BEIR paper {BEIR_CORPORA[name]}")
     data = {"machine": machine(), "ray": ray.__version__, "device": "CPU only: no GPU was lent to this session"}
-    keep_jvm_signals()
     ray.init(num_cpus=os.cpu_count() or 1, resources={RESOURCE: 1.0}, include_dashboard=False, log_to_driver=False)
     try:
         data["encoding"] = measure_encoding(runner, config_path, str(reports), passages, log)

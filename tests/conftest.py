@@ -17,6 +17,9 @@ os.environ["RANKBENCH_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ray's own SIGSEGV handler would catch the JVM's deliberate ones (distributed.common), whichever
+# of the two a test session starts first
+os.environ["RAY_DISABLE_FAILURE_SIGNAL_HANDLER"] = "1"
 
 
 # The fast loop (`make fast`, RANKBENCH_TEST_TIER=fast) leaves the heavy tiers out. There, importing
@@ -261,12 +264,11 @@ def ray_cluster():
     """One Ray session for the whole test session (it takes seconds to start and most of a GiB):
     a two-node cluster on this machine (ray.cluster_utils.Cluster), one CPU and one
     ``rankbench_node`` each, which the driver joins."""
-    import ray
+    from distributed.common import RESOURCE, require_ray
+
+    ray = require_ray()     # with the JVM's signals kept: the JVM tests share this process
     from ray.cluster_utils import Cluster
 
-    from distributed.common import RESOURCE, keep_jvm_signals
-
-    keep_jvm_signals()      # the JVM tests that run after this one share the process
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {RESOURCE: 1},
                                                             "include_dashboard": False})
     cluster.add_node(num_cpus=1, resources={RESOURCE: 1})
