@@ -125,7 +125,8 @@ class RankerSet:
     def instance(self, name: str):
         if name not in self._instances:
             spec = self.config.ranker(name)
-            self._instances[name] = spec.ranker_class()(name, spec.params, self.ctx)
+            cls = spec.ranker_class().implementation(spec.params)
+            self._instances[name] = cls(name, spec.params, self.ctx)
         return self._instances[name]
 
     def pipeline(self, name: str) -> "Pipeline":

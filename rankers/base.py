@@ -199,6 +199,13 @@ class Ranker:
         """Hashes of model files, for rankers that load one."""
         return {}
 
+    @classmethod
+    def implementation(cls, params) -> type:
+        """The class that runs a ranker of this kind with these parameters: this one, or another
+        that keeps its kind (a sentence-transformers kind with ``backend = "onnx"`` runs its model
+        through onnxruntime)."""
+        return cls
+
     def planned_models(self) -> list[Planned]:
         """The cache entries ``resolve_models`` builds (a model trained here; an ONNX export),
         known without building them."""
@@ -256,6 +263,12 @@ class Ranker:
 
     def footprint(self) -> Footprint:
         return Footprint()
+
+    def start_runtime(self) -> str | None:
+        """Start what this ranker runs on (a JVM, torch), once per process, before ``prepare``,
+        so its cost is reported on its own (``process.runtime_start_s``), never as loading or
+        ranking time. Returns its name; None when there is nothing to start."""
+        return None
 
     def run_stats(self) -> dict:
         """Figures about the last ``rank`` call that the report shows (e.g. truncated pairs)."""

@@ -36,6 +36,9 @@ class BiEncoderParams:
     batch_size: int = ranged(64, ge=1)
     device: str = "cpu"
     threads: int = ranged(0, ge=0)
+    # as sentence-transformers' SentenceTransformer(backend=...): "onnx" exports the model once
+    # (fp32, rankers.onnx) and encodes through onnxruntime
+    backend: Literal["torch", "onnx"] = "torch"
 
 
 @lru_cache(maxsize=4)
@@ -60,6 +63,14 @@ class BiEncoder(Ranker):
     OPERATIONAL = frozenset({"batch_size", "threads"})
     reranks = True
     reranks_texts = True
+
+    @classmethod
+    def implementation(cls, params) -> type:
+        if params.backend == "onnx":      # by name, as kinds are: rankers.onnx builds on this module
+            from . import load_kind
+
+            return load_kind("rankers.onnx:OnnxBackendBiEncoder")
+        return cls
 
     def __init__(self, name, params, ctx):
         super().__init__(name, params, ctx)
@@ -87,6 +98,12 @@ class BiEncoder(Ranker):
 
     def resolve_models(self) -> None:
         _ = self.resolved
+
+    def start_runtime(self) -> str | None:
+        require("sentence_transformers", "dense", "the bi-encoder")
+        import sentence_transformers  # noqa: F401  (imports torch and transformers)
+
+        return "torch"
 
     def _params_for_index(self) -> dict:
         p = self.params

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, Mapping, Sequence
 
 from harness.params import ranged
 
@@ -30,6 +30,9 @@ class CrossEncoderParams:
     batch_size: int = ranged(32, ge=1)
     device: str = "cpu"
     threads: int = ranged(0, ge=0)
+    # as sentence-transformers' CrossEncoder(backend=...): "onnx" exports the model once (fp32,
+    # rankers.onnx) and scores through onnxruntime
+    backend: Literal["torch", "onnx"] = "torch"
 
 
 @lru_cache(maxsize=4)
@@ -96,6 +99,14 @@ class CrossEncoderRanker(PairScorer):
     Params = CrossEncoderParams
     OPERATIONAL = frozenset({"batch_size", "threads"})
 
+    @classmethod
+    def implementation(cls, params) -> type:
+        if params.backend == "onnx":      # by name, as kinds are: rankers.onnx builds on this module
+            from . import load_kind
+
+            return load_kind("rankers.onnx:OnnxBackendCrossEncoder")
+        return cls
+
     def __init__(self, name, params, ctx):
         super().__init__(name, params, ctx)
         self._path: Path | None = None
@@ -111,6 +122,12 @@ class CrossEncoderRanker(PairScorer):
 
                 self._identity = resolve_model(self.params.model).identity()
         return self._identity
+
+    def start_runtime(self) -> str | None:
+        require("sentence_transformers", "dense", "the cross-encoder")
+        import sentence_transformers  # noqa: F401  (imports torch and transformers)
+
+        return "torch"
 
     @property
     def path(self) -> Path:

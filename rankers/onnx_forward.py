@@ -87,6 +87,15 @@ class _OnnxForward:
     def model_identity(self) -> dict:
         return self.outer.model_identity()
 
+    def resolve_models(self) -> None:
+        self.outer.resolve_models()
+
+    def start_runtime(self) -> str | None:
+        return self.outer.start_runtime()
+
+    def planned_models(self):
+        return self.outer.planned_models()
+
 
 class OnnxCrossEncoder(_OnnxForward, CrossEncoderRanker):
     """The cross-encoder ranker, scoring through onnxruntime."""

@@ -1,0 +1,141 @@
+"""``backend = "onnx"`` for the sentence-transformers kinds: the model exported once (fp32) and run
+by onnxruntime. Held to torch on real SciFact passages: every score within 1e-5, and the same
+measures, query by query."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+pytestmark = pytest.mark.models
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+TOLERANCE = 1e-5
+
+
+def _config(tmp_path: Path, scifact: Path, ce_folder: Path):
+    from harness.config import load_config
+
+    path = tmp_path / "bench.toml"
+    path.write_text(textwrap.dedent(f"""
+        [settings]
+        k = 100
+        latency_queries = 0
+
+        [datasets]
+        scifact = "local:{scifact}"
+
+        [rankers.bm25s]
+        kind = "bm25"
+        backend = "bm25s"
+
+        [rankers.minilm]
+        kind = "bi-encoder"
+        model = "{MINILM}"
+
+        [rankers.minilm-onnx]
+        extends = "minilm"
+        backend = "onnx"
+
+        [rankers.minilm-fp32]
+        kind = "onnx"
+        source = "minilm"
+        variant = "fp32"
+
+        [rankers.ce]
+        kind = "cross-encoder"
+        model = "{ce_folder}"
+        max_length = 128
+        first_stage = "bm25s"
+        depth = 20
+
+        [rankers.ce-onnx]
+        extends = "ce"
+        backend = "onnx"
+
+        [suites.backends]
+        rankers = ["bm25s", "minilm", "minilm-onnx", "ce", "ce-onnx"]
+        datasets = ["scifact"]
+        baseline = "minilm"
+        """))
+    return load_config(path)
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory, scifact_sample, tiny_cross_encoders):
+    from harness.runner import Runner
+
+    tmp = tmp_path_factory.mktemp("onnx-backend")
+    config = _config(tmp, scifact_sample, tiny_cross_encoders["segment-cosine"])
+    return Runner(config, tmp / "reports", progress=False, threads=2, log=lambda m: None)
+
+
+def test_backend_picks_the_onnx_class_and_keeps_the_kind(runner):
+    from rankers.biencoder import BiEncoder
+    from rankers.onnx import OnnxBackendBiEncoder, OnnxBackendCrossEncoder
+
+    torch_, onnx_ = runner.instance("minilm"), runner.instance("minilm-onnx")
+    assert type(torch_) is BiEncoder and isinstance(onnx_, OnnxBackendBiEncoder)
+    assert onnx_.kind == "bi-encoder" and isinstance(runner.instance("ce-onnx"), OnnxBackendCrossEncoder)
+    ds = runner.dataset("scifact")
+    # a backend is part of what a run and an encoded corpus are cached under
+    assert runner.run_key("minilm", ds, 100) != runner.run_key("minilm-onnx", ds, 100)
+    assert torch_.corpus_key(ds) != onnx_.corpus_key(ds)
+    # the backend's export is the onnx kind's fp32 export of the same model: one cache entry
+    assert onnx_.model_identity() == runner.instance("minilm-fp32").model_identity()
+
+
+def test_bi_encoder_scores_within_tolerance_on_scifact(runner):
+    ds = runner.dataset("scifact")
+    queries = ds.queries()
+    ids = list(ds.corpus())
+    docs = ds.docs(ids)
+    texts = [docs[i].joined() for i in ids]
+    torch_, onnx_ = runner.instance("minilm"), runner.instance("minilm-onnx")
+    for r in (torch_, onnx_):
+        r.prepare(ds, reranking=True)
+    q_texts = [queries[q] for q in sorted(queries)]
+    scores = []
+    for r in (torch_, onnx_):
+        q, d = r._encode(q_texts, progress=False), r._encode(texts, progress=False)
+        scores.append(q @ d.T)
+    # real abstracts, some past the model's 256 tokens: truncation is exercised too
+    lengths = [len(torch_.model.tokenizer(t)["input_ids"]) for t in texts]
+    assert max(lengths) > torch_.model.max_seq_length
+    diff = np.abs(scores[0] - scores[1]).max()
+    assert scores[0].shape == (len(q_texts), len(texts)) and diff <= TOLERANCE, diff
+
+
+def test_cross_encoder_scores_within_tolerance_on_scifact(runner):
+    ds = runner.dataset("scifact")
+    queries = ds.queries()
+    ids = list(ds.corpus())[:120]
+    docs = ds.docs(ids)
+    pairs = [(queries[q], docs[d].joined()) for q in sorted(queries)[:4] for d in ids]
+    torch_, onnx_ = runner.instance("ce"), runner.instance("ce-onnx")
+    for r in (torch_, onnx_):
+        r.prepare(ds, reranking=True)
+    a, b = np.asarray(torch_.score(pairs)), np.asarray(onnx_.score(pairs))
+    assert a.shape == (len(pairs),) and np.abs(a - b).max() <= TOLERANCE, np.abs(a - b).max()
+
+
+def test_same_measures_query_by_query(runner):
+    outcomes = runner.run_suite("backends")
+    assert [o.status for o in outcomes] == ["ran"] * 5, outcomes
+    from harness.results import read_result, result_path
+
+    def measures(ranker):
+        return read_result(result_path(runner.reports, "backends", ranker, "scifact"))["measures"]
+
+    for torch_name, onnx_name in (("minilm", "minilm-onnx"), ("ce", "ce-onnx")):
+        a, b = measures(torch_name), measures(onnx_name)
+        assert a["aggregate"] == b["aggregate"], (torch_name, a["aggregate"], b["aggregate"])
+        assert a["per_query"] == b["per_query"]
+    # the exported model is reported, not torch's
+    eff = read_result(result_path(runner.reports, "backends", "minilm-onnx", "scifact"))["efficiency"]
+    assert eff["dtype"] == "float32" and eff["model_bytes"] > 80e6 and eff["index_bytes"] > 0
