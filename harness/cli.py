@@ -103,6 +103,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="only the I-th of N shares of the cells (see rankbench plan); no report: write it "
                         "with rankbench report once every share is done")
+    p.add_argument("--in-process", action="store_true",
+                   help="make every run in this process (faster to debug; a cell's peak memory then "
+                        "includes what earlier cells left loaded); default: each run measured in a "
+                        "fresh process of its own")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local: the cells one after another in this process (default); ray: the suite's plan "
                         "as Ray tasks (pip install 'rankbench[ray]')")
@@ -250,13 +254,16 @@ def cmd_run(args) -> int:
         from .errors import ConfigError
 
         raise ConfigError("--address names a Ray cluster: give it with --executor ray")
+    from .isolation import measure_in_child
+
     if args.executor == "ray":
         from distributed.executor import run_suite
 
         outcomes = run_suite(config, reports, args.suite, args.ranker, args.dataset, shard=shard, force=args.force,
                              threads=args.threads, address=args.address, encode_actors=args.encode_actors)
     else:
-        runner = Runner(config, reports, progress=not args.no_progress, force=args.force, threads=args.threads)
+        runner = Runner(config, reports, progress=not args.no_progress, force=args.force, threads=args.threads,
+                        isolate=None if args.in_process else measure_in_child)
         outcomes = runner.run_suite(args.suite, args.ranker, args.dataset, shard=shard)
     errors = [o for o in outcomes if o.status == "error"]
     if shard is not None and not args.no_report:

@@ -24,7 +24,10 @@ def _field(name: str) -> int | None:
 
 
 class PeakMemory:
-    def __init__(self):
+    """``reset=False``: the peak since the process started (a process of the cell's own)."""
+
+    def __init__(self, reset: bool = True):
+        self.reset = reset
         self.start = 0
         self.peak = 0
         self.method = ""
@@ -32,7 +35,10 @@ class PeakMemory:
     def __enter__(self):
         self.start = _field("VmRSS") or 0
         try:
-            Path("/proc/self/clear_refs").write_text("5")
+            if self.reset:
+                Path("/proc/self/clear_refs").write_text("5")
+            elif _field("VmHWM") is None:
+                raise OSError("no VmHWM")
             self.method = "VmHWM"
         except OSError:
             self.method = "sampled"

@@ -87,6 +87,9 @@ class Efficiency:
     # a bi-encoder reranker timed again with its candidates' embeddings computed ahead (a
     # deployment's index): the same keys as latency_ms; absent for every other ranker
     indexed_latency_ms: dict | None = None
+    # where it was measured: own (a fresh process, harness.isolation), start_s, runtime (JVM,
+    # torch, onnxruntime) and runtime_start_s, baseline_rss_mib
+    process: dict | None = None
 
     def as_json(self) -> dict:
         out = {k: getattr(self, k) for k in ("machine", "device", "cpu_threads", "precomputed", "queries",
@@ -99,6 +102,8 @@ class Efficiency:
         out.update(self.memory)
         if self.other_load_cores is not None:
             out["other_load_cores"] = self.other_load_cores
+        if self.process is not None:
+            out["process"] = self.process
         out.update(self.ranker_stats)
         if self.reranking is not None:
             out.update(dataclasses.asdict(self.reranking))

@@ -62,9 +62,13 @@ class Runner:
 
     def __init__(self, config: Config, reports: Path, cache: Cache | None = None, progress: bool = True,
                  force: bool = False, threads: int = 0, log: Callable[[str], None] | None = None,
-                 executor: Callable[[], dict] | None = None):
+                 executor: Callable[[], dict] | None = None,
+                 isolate: Callable[..., tuple[Run, dict]] | None = None):
         """``executor``: what a distributed executor records about where a cell ran (its node),
-        written into the result's provenance; None for this process (the local executor)."""
+        written into the result's provenance; None for this process (the local executor).
+        ``isolate``: where a run is made and measured instead of ``self.measure`` in this process,
+        called as ``self.measure`` is, with this runner first: ``harness.isolation.measure_in_child``
+        (a fresh process per run, so its peak memory is its own) is what ``rankbench run`` uses."""
         from training.recipes import TrainedModels
 
         self.config = config
@@ -78,6 +82,7 @@ class Runner:
         self.rankers.cached_runs = self._member_cached_run
         self.ctx = self.rankers.ctx
         self.executor = executor
+        self.isolate = isolate
         self._provenance: dict | None = None
 
     # -- what training and the CLI ask (the RankerSet's, by name) -----------------------------------
@@ -159,18 +164,12 @@ class Runner:
             first_run, first_eff, _ = self.get_run(spec.first_stage, dataset,
                                                    first_stage_k(spec.depth, settings), settings)
             candidates = top_k(first_run, spec.depth)
-        with PeakMemory() as mem, OtherLoad() as load:
-            prepare_s = pipe.prepare(dataset)
-            t0 = time.perf_counter()
-            run = pipe.rank_stage(queries, candidates, k, check=False)
-            rank_s = time.perf_counter() - t0
-            check_run(run, queries, candidates, k, f"ranker {ranker} ({spec.kind})", dataset.doc_ids())
-            stats = inst.run_stats()
-            rank_s = stats.pop("rank_s", rank_s)   # a fusion reports its members' time, not the cache's
-            latency = indexed_latency = None
-            if not inst.precomputed and settings.latency_queries > 0:
-                latency, indexed_latency = self.measure_latency(ranker, dataset, k, settings)
-        fp = inst.footprint()
+        if self.isolate is not None:
+            run, m = self.isolate(self, ranker, dataset, k, settings)
+        else:
+            run, m = self.measure(ranker, dataset, k, settings)
+        rank_s = m["rank_s"]
+        fp = m["footprint"]
         n = len(queries)
         reranking = None
         if candidates is not None:
@@ -183,12 +182,13 @@ class Runner:
                 pipeline_rank_s=round(first_s + rank_s, 4),
                 pipeline_qps=round(n / (first_s + rank_s), 3) if (first_s + rank_s) > 0 else None)
         eff = Efficiency(
-            machine=self.provenance()["machine"]["id"], device=fp.device,
+            machine=self.provenance()["machine"]["id"], device=fp["device"],
             cpu_threads=self.ctx.threads or os.cpu_count(), precomputed=inst.precomputed, queries=n,
-            prepare_s=round(prepare_s, 3), index_build_s=fp.build_seconds, rank_s=round(rank_s, 4),
+            prepare_s=round(m["prepare_s"], 3), index_build_s=fp["build_seconds"], rank_s=round(rank_s, 4),
             qps=None if inst.precomputed else round(n / rank_s, 3) if rank_s > 0 else None,
-            latency_ms=latency, indexed_latency_ms=indexed_latency, index_bytes=fp.index_bytes, model_bytes=fp.model_bytes, params=fp.params,
-            dtype=fp.dtype, memory=mem.as_dict(), other_load_cores=load.cores, ranker_stats=stats,
+            latency_ms=m["latency"], indexed_latency_ms=m["indexed_latency"], index_bytes=fp["index_bytes"],
+            model_bytes=fp["model_bytes"], params=fp["params"], dtype=fp["dtype"], memory=m["memory"],
+            other_load_cores=m["other_load_cores"], ranker_stats=m["stats"], process=m["process"],
             reranking=reranking).as_json()
         describe = {"what": "run", "ranker": ranker, "dataset": dataset.name, "k": k, "efficiency": eff}
         with self.cache.build("runs", key, describe, replace=self.force) as folder:
@@ -200,6 +200,52 @@ class Runner:
                 raise DataError(f"ranker {ranker} on {dataset.name}: its run does not read back the same "
                                 f"from the TREC file; not cached")
         return stored, eff, "ran"
+
+    def measure(self, ranker: str, dataset: Dataset, k: int, settings: Settings,
+                whole_process: bool = False) -> tuple[Run, dict]:
+        """Make the ranker's run on the dataset in this process, and measure it: the runtime's
+        start (JVM, torch), ``prepare`` (loading), ``rank`` over every query, the latency queries,
+        peak memory. ``whole_process``: this process is the cell's own (harness.isolation), so
+        its peak memory is read as is, since it started."""
+        from dataclasses import asdict
+
+        pipe = self.pipeline(ranker)
+        spec, inst = pipe.spec, pipe.ranker
+        queries = dataset.queries()
+        candidates = None
+        if spec.first_stage is not None:
+            first_run, _, _ = self.get_run(spec.first_stage, dataset, first_stage_k(spec.depth, settings), settings)
+            candidates = top_k(first_run, spec.depth)
+        with PeakMemory(reset=not whole_process) as mem, OtherLoad() as load:
+            process = self._start_runtimes(pipe)
+            prepare_s = pipe.prepare(dataset)
+            t0 = time.perf_counter()
+            run = pipe.rank_stage(queries, candidates, k, check=False)
+            rank_s = time.perf_counter() - t0
+            check_run(run, queries, candidates, k, f"ranker {ranker} ({spec.kind})", dataset.doc_ids())
+            stats = inst.run_stats()
+            rank_s = stats.pop("rank_s", rank_s)   # a fusion reports its members' time, not the cache's
+            latency = indexed_latency = None
+            if not inst.precomputed and settings.latency_queries > 0:
+                latency, indexed_latency = self.measure_latency(ranker, dataset, k, settings)
+        memory = mem.as_dict()
+        if whole_process:
+            memory["memory_method"] = "VmHWM of the cell's own process"
+        return run, {"prepare_s": prepare_s, "rank_s": rank_s, "stats": stats, "latency": latency,
+                     "indexed_latency": indexed_latency, "memory": memory, "other_load_cores": load.cores,
+                     "footprint": asdict(inst.footprint()), "process": process}
+
+    def _start_runtimes(self, pipe: Pipeline) -> dict:
+        """Start what the chain's rankers run on (``Ranker.start_runtime``: the JVM, torch,
+        onnxruntime), timed on its own: never inside prepare, rank or latency."""
+        t0 = time.perf_counter()
+        names: list[str] = []
+        for stage in pipe.stages():
+            for inst in [stage.ranker] + [self.instance(m) for m in stage.members]:
+                name = inst.start_runtime()
+                if name and name not in names:
+                    names.append(name)
+        return {"runtime": "+".join(names) or None, "runtime_start_s": round(time.perf_counter() - t0, 3)}
 
     def measure_latency(self, ranker: str, dataset: Dataset, k: int, settings: Settings) -> tuple[dict, dict | None]:
         """Per-query latency: queries ranked one at a time through the whole chain, after warm-up.
