@@ -241,10 +241,24 @@ def cmd_serve(args) -> int:
 
 
 def cmd_run(args) -> int:
+    import time
+
+    from . import timing
+
+    t0 = time.perf_counter()
+    try:
+        return _run(args)
+    finally:
+        timing.dump(time.perf_counter() - t0)
+
+
+def _run(args) -> int:
     from .report import write_report
     from .runner import Runner
+    from .timing import phase
 
-    config, reports = _load(args)
+    with phase("config"):
+        config, reports = _load(args)
     shard = None
     if args.shard:
         from .plan import parse_shard
@@ -270,7 +284,8 @@ def cmd_run(args) -> int:
         print(f"shard {args.shard}: no report written; once every shard is done: rankbench report {args.suite}",
               file=sys.stderr)
     elif not args.no_report:
-        written = write_report(config, reports, args.suite)
+        with phase("report"):
+            written = write_report(config, reports, args.suite)
         print(f"wrote {written[0]}" + (f" and {len(written) - 1} plot files" if len(written) > 1 else ""),
               file=sys.stderr)
     counts = {}

@@ -58,14 +58,14 @@ def built(runner, ranker: str, dataset, k: int, settings) -> bool:
     return True
 
 
-def measure_in_child(runner, ranker: str, dataset, k: int, settings) -> tuple[dict, dict]:
+def measure_in_child(runner, ranker: str, dataset, k: int, settings, candidates=None) -> tuple[dict, dict]:
     """``Runner(isolate=measure_in_child)``: the run of ``ranker`` on ``dataset`` made and
     measured in a fresh process. Before it starts, this process makes the runs it reads (a
     fusion's members', each in its own process; its first stage's is made already) and builds
     what it loads. A child's error is raised here as the same error, with its message."""
     why_not = available(runner)
     if why_not is not None:
-        run, measured = runner.measure(ranker, dataset, k, settings)
+        run, measured = runner.measure(ranker, dataset, k, settings, candidates=candidates)
         measured["process"].update(own=False, why_not=why_not)
         return run, measured
     spec = runner.config.ranker(ranker)
@@ -73,19 +73,30 @@ def measure_in_child(runner, ranker: str, dataset, k: int, settings) -> tuple[di
     if cls.runs_references and spec.first_stage is None:
         for member in cls.references(spec.params, ranker):
             runner.get_run(member, dataset, k, settings)
-    if not built(runner, ranker, dataset, k, settings):
+    from . import timing
+
+    with timing.phase("plan checks (what is built)"):
+        ready = built(runner, ranker, dataset, k, settings)
+    if not ready:
+        t0 = time.perf_counter()
         runner.pipeline(ranker).prepare(dataset)    # built (and cached) here: the child only loads it
+        timing.ranker("build (index, encoding, export, training)", time.perf_counter() - t0)
     job = {"config": str(Path(runner.config.path).resolve()), "reports": str(runner.reports),
            "cache": str(runner.cache.home), "threads": runner.ctx.threads, "ranker": ranker,
            "dataset": dataset.name, "k": k, "settings": asdict(settings)}
     with tempfile.TemporaryDirectory(prefix="rankbench-cell-") as tmp:
         (Path(tmp) / "job.json").write_text(json.dumps(job))
+        if candidates is not None:       # handed over as they are: parsing the cached TREC file again costs more
+            with open(Path(tmp) / "candidates.pkl", "wb") as f:
+                pickle.dump(candidates, f, protocol=pickle.HIGHEST_PROTOCOL)
         # the child imports what this process can (a kind named "module:Class" found on sys.path)
         path = os.pathsep.join(p for p in sys.path if p)
         env = {**os.environ, "PYTHONPATH": path, "RANKBENCH_SPAWNED_AT": repr(time.monotonic())}
+        t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "harness.isolation", tmp], env=env,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
+        child_s = time.perf_counter() - t0
         for line in (proc.stdout + proc.stderr).splitlines():
             if line.strip():
                 runner.log(f"  [{ranker} on {dataset.name}, own process] {line}")
@@ -98,7 +109,15 @@ def measure_in_child(runner, ranker: str, dataset, k: int, settings) -> tuple[di
             raise RankbenchError(f"ranker {ranker} on {dataset.name}: its own process exited with status "
                                  f"{proc.returncode} and no run")
         with open(out, "rb") as f:
-            return pickle.load(f)
+            run, measured = pickle.load(f)
+    # the child's own time that was not its ranker's: the interpreter's start, then reading the
+    # config, the dataset and the candidates, and handing the run back
+    start = measured["process"]["start_s"]
+    ranked = (measured["process"]["runtime_start_s"] + measured["prepare_s"] + measured["rank_wall_s"]
+              + measured["latency_s"])
+    timing.harness("run processes: interpreter start", start)
+    timing.harness("run processes: config, data, candidates, hand-back", child_s - start - ranked)
+    return run, measured
 
 
 def _child(folder: Path) -> None:
@@ -117,7 +136,12 @@ def _child(folder: Path) -> None:
                     threads=spec["threads"], log=lambda m: print(m, file=sys.stderr, flush=True))
     dataset = runner.dataset(spec["dataset"])
     spawned = float(os.environ.get("RANKBENCH_SPAWNED_AT", ready))
-    run, measured = runner.measure(spec["ranker"], dataset, spec["k"], settings, whole_process=True)
+    candidates = None
+    if (folder / "candidates.pkl").exists():
+        with open(folder / "candidates.pkl", "rb") as f:
+            candidates = pickle.load(f)
+    run, measured = runner.measure(spec["ranker"], dataset, spec["k"], settings, whole_process=True,
+                                   candidates=candidates)
     measured["process"] = {"own": True, "start_s": round(ready - spawned, 3),
                            "baseline_rss_mib": round(baseline / 2**20, 1), **measured.get("process", {})}
     peak = measured["memory"]["peak_rss_mib"]

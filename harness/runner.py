@@ -28,6 +28,7 @@ from .memory import OtherLoad, PeakMemory
 from .pipeline import Pipeline, RankerSet, check_run, first_stage_k
 from .provenance import provenance
 from .results import Efficiency, Reranking, read_result, result_path
+from .timing import phase
 from .types import Run, drop_self_hits, read_trec_run, top_k, write_trec_run
 
 RESULT_SCHEMA = 1
@@ -132,7 +133,8 @@ class Runner:
 
     def _get_run(self, ranker: str, dataset: Dataset, k: int, settings: Settings) -> tuple[Run, dict, str]:
         key = self.run_key(ranker, dataset, k)
-        cached = None if self.force else self._cached_run(ranker, dataset, k, key)
+        with phase("cached runs read"):
+            cached = None if self.force else self._cached_run(ranker, dataset, k, key)
         if cached is not None:
             return cached
         # one worker makes a run; another that wants it meanwhile waits, then reads it
@@ -165,9 +167,14 @@ class Runner:
                                                    first_stage_k(spec.depth, settings), settings)
             candidates = top_k(first_run, spec.depth)
         if self.isolate is not None:
-            run, m = self.isolate(self, ranker, dataset, k, settings)
+            run, m = self.isolate(self, ranker, dataset, k, settings, candidates=candidates)
         else:
-            run, m = self.measure(ranker, dataset, k, settings)
+            run, m = self.measure(ranker, dataset, k, settings, candidates=candidates)
+        from . import timing
+
+        timing.ranker("runtime start", m["process"]["runtime_start_s"])
+        for what, field in (("prepare", "prepare_s"), ("rank", "rank_wall_s"), ("latency queries", "latency_s")):
+            timing.ranker(what, m.get(field, 0.0))
         rank_s = m["rank_s"]
         fp = m["footprint"]
         n = len(queries)
@@ -191,7 +198,7 @@ class Runner:
             other_load_cores=m["other_load_cores"], ranker_stats=m["stats"], process=m["process"],
             reranking=reranking).as_json()
         describe = {"what": "run", "ranker": ranker, "dataset": dataset.name, "k": k, "efficiency": eff}
-        with self.cache.build("runs", key, describe, replace=self.force) as folder:
+        with phase("runs cached"), self.cache.build("runs", key, describe, replace=self.force) as folder:
             write_trec_run(run, folder / "run.trec.gz", tag=ranker)
             # read back before the entry is published: a run that does not round-trip never
             # enters the cache, and a fresh run and a cached one evaluate the same bytes
@@ -202,18 +209,18 @@ class Runner:
         return stored, eff, "ran"
 
     def measure(self, ranker: str, dataset: Dataset, k: int, settings: Settings,
-                whole_process: bool = False) -> tuple[Run, dict]:
+                whole_process: bool = False, candidates: Run | None = None) -> tuple[Run, dict]:
         """Make the ranker's run on the dataset in this process, and measure it: the runtime's
         start (JVM, torch), ``prepare`` (loading), ``rank`` over every query, the latency queries,
         peak memory. ``whole_process``: this process is the cell's own (harness.isolation), so
-        its peak memory is read as is, since it started."""
+        its peak memory is read as is, since it started. ``candidates``: the first stage's top
+        ``depth``, when the caller has them (else read from its cached run)."""
         from dataclasses import asdict
 
         pipe = self.pipeline(ranker)
         spec, inst = pipe.spec, pipe.ranker
         queries = dataset.queries()
-        candidates = None
-        if spec.first_stage is not None:
+        if spec.first_stage is not None and candidates is None:
             first_run, _, _ = self.get_run(spec.first_stage, dataset, first_stage_k(spec.depth, settings), settings)
             candidates = top_k(first_run, spec.depth)
         with PeakMemory(reset=not whole_process) as mem, OtherLoad() as load:
@@ -221,17 +228,20 @@ class Runner:
             prepare_s = pipe.prepare(dataset)
             t0 = time.perf_counter()
             run = pipe.rank_stage(queries, candidates, k, check=False)
-            rank_s = time.perf_counter() - t0
+            rank_wall_s = rank_s = time.perf_counter() - t0
             check_run(run, queries, candidates, k, f"ranker {ranker} ({spec.kind})", dataset.doc_ids())
             stats = inst.run_stats()
             rank_s = stats.pop("rank_s", rank_s)   # a fusion reports its members' time, not the cache's
             latency = indexed_latency = None
+            t0 = time.perf_counter()
             if not inst.precomputed and settings.latency_queries > 0:
                 latency, indexed_latency = self.measure_latency(ranker, dataset, k, settings)
+            latency_s = time.perf_counter() - t0
         memory = mem.as_dict()
         if whole_process:
             memory["memory_method"] = "VmHWM of the cell's own process"
-        return run, {"prepare_s": prepare_s, "rank_s": rank_s, "stats": stats, "latency": latency,
+        return run, {"prepare_s": prepare_s, "rank_s": rank_s, "rank_wall_s": rank_wall_s, "latency_s": latency_s,
+                     "stats": stats, "latency": latency,
                      "indexed_latency": indexed_latency, "memory": memory, "other_load_cores": load.cores,
                      "footprint": asdict(inst.footprint()), "process": process}
 
@@ -345,12 +355,15 @@ class Runner:
             return CellOutcome(ranker, ds_name, "n/a", reason)
         measures = self.measures_for(suite, ds_name)
         key = self.run_key(ranker, dataset, settings.k)
-        if self.up_to_date(suite, ranker, ds_name):
+        with phase("up-to-date checks"):
+            current = self.up_to_date(suite, ranker, ds_name)
+        if current:
             return CellOutcome(ranker, ds_name, "up-to-date", "", time.perf_counter() - t0)
         run, eff, how = self.get_run(ranker, dataset, settings.k, settings)
         if dataset.conventions.drop_self_hits:
             run = drop_self_hits(run)
-        ev = evaluate(run, dataset.qrels(), measures)
+        with phase("evaluation"):
+            ev = evaluate(run, dataset.qrels(), measures)
         result = {
             **base,
             "status": "ok",
@@ -374,7 +387,8 @@ class Runner:
         trained = self.models.records(ranker)
         if trained:
             result["trained_models"] = trained
-        atomic_write_text(path, json.dumps(result, indent=1, sort_keys=False) + "\n")
+        with phase("result files"):
+            atomic_write_text(path, json.dumps(result, indent=1, sort_keys=False) + "\n")
         first = measures[0]
         return CellOutcome(ranker, ds_name, how, f"{first}={ev.aggregate[first]:.4f}", time.perf_counter() - t0)
 
