@@ -86,6 +86,8 @@ def measure_in_child(runner, ranker: str, dataset, k: int, settings, candidates=
            "dataset": dataset.name, "k": k, "settings": asdict(settings)}
     with tempfile.TemporaryDirectory(prefix="rankbench-cell-") as tmp:
         (Path(tmp) / "job.json").write_text(json.dumps(job))
+        with open(Path(tmp) / "config.pkl", "wb") as f:     # parsed and checked once, here
+            pickle.dump(runner.config, f, protocol=pickle.HIGHEST_PROTOCOL)
         if candidates is not None:       # handed over as they are: parsing the cached TREC file again costs more
             with open(Path(tmp) / "candidates.pkl", "wb") as f:
                 pickle.dump(candidates, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -110,13 +112,20 @@ def measure_in_child(runner, ranker: str, dataset, k: int, settings, candidates=
                                  f"{proc.returncode} and no run")
         with open(out, "rb") as f:
             run, measured = pickle.load(f)
+    from .pipeline import check_run
+
+    with timing.phase("runs checked"):
+        check_run(run, dataset.queries(), candidates, k, f"ranker {ranker} ({spec.kind})", dataset.doc_ids())
     # the child's own time that was not its ranker's: the interpreter's start, then reading the
     # config, the dataset and the candidates, and handing the run back
     start = measured["process"]["start_s"]
     ranked = (measured["process"]["runtime_start_s"] + measured["prepare_s"] + measured["rank_wall_s"]
               + measured["latency_s"])
+    setup = measured.pop("setup", {})
     timing.harness("run processes: interpreter start", start)
-    timing.harness("run processes: config, data, candidates, hand-back", child_s - start - ranked)
+    for name, seconds in setup.items():
+        timing.harness(f"run processes: {name}", seconds)
+    timing.harness("run processes: checks, sizes, hand-back", child_s - start - ranked - sum(setup.values()))
     return run, measured
 
 
@@ -125,27 +134,44 @@ def _child(folder: Path) -> None:
     from .memory import _field
 
     baseline = _field("VmRSS") or 0
+    setup: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t0
+        now = time.perf_counter()
+        setup[name] = now - t0
+        t0 = now
+
     spec = json.loads((folder / "job.json").read_text())
     from .cache import Cache
-    from .config import Settings, load_config
+    from .config import Settings
     from .runner import Runner
 
-    config = load_config(Path(spec["config"]))
+    lap("imports")
+    with open(folder / "config.pkl", "rb") as f:
+        config = pickle.load(f)
     settings = Settings(**spec["settings"])
     runner = Runner(config, Path(spec["reports"]), cache=Cache(Path(spec["cache"])), progress=False,
                     threads=spec["threads"], log=lambda m: print(m, file=sys.stderr, flush=True))
+    lap("config")
     dataset = runner.dataset(spec["dataset"])
+    dataset.queries()
+    lap("dataset")
     spawned = float(os.environ.get("RANKBENCH_SPAWNED_AT", ready))
     candidates = None
     if (folder / "candidates.pkl").exists():
         with open(folder / "candidates.pkl", "rb") as f:
             candidates = pickle.load(f)
+    lap("candidates")
+    # the run is checked against the dataset by the suite's process, which has read its doc ids
     run, measured = runner.measure(spec["ranker"], dataset, spec["k"], settings, whole_process=True,
-                                   candidates=candidates)
+                                   candidates=candidates, check=False)
     measured["process"] = {"own": True, "start_s": round(ready - spawned, 3),
                            "baseline_rss_mib": round(baseline / 2**20, 1), **measured.get("process", {})}
     peak = measured["memory"]["peak_rss_mib"]
     measured["memory"]["rss_increase_mib"] = round(max(peak - baseline / 2**20, 0), 1)
+    measured["setup"] = setup
     tmp = folder / "measured.pkl.tmp"
     with open(tmp, "wb") as f:
         pickle.dump((run, measured), f, protocol=pickle.HIGHEST_PROTOCOL)

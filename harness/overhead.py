@@ -89,8 +89,9 @@ def markdown(data: dict) -> str:
         lines += ["", f"The bar (issue 19): the harness at most {data['bar']:.0%} of a cold quick run's wall time: "
                       f"{quick['share']:.1%}, {verdict}."]
     lines += ["", "## Where the harness's time goes", "",
-              "Seconds per item, largest first (the run processes' items are the per-run processes' own start, and "
-              "their reading the config, the dataset and the candidates and handing the run back).", ""]
+              "Seconds per item, largest first. The run processes' items are each run's own process: the "
+              "interpreter's start, the harness's imports, reading the config, the dataset and the candidates, "
+              "then checking the run, measuring sizes on disk and handing the run back.", ""]
     for suite, modes in data["suites"].items():
         for mode in ("cold", "warm"):
             r = modes[mode]

@@ -159,9 +159,7 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
             w(f"Latency: one query at a time through the whole pipeline, {n} queries after "
               f"{warm} warm-up{other} ([protocol](../docs/MEASUREMENT.md)).{tail} QPS: all queries in one batch call (first stage included). "
               f"Build: seconds to build the index or encode the corpus, recorded when the cached artifact was "
-              f"built (possibly by an earlier run). Peak RSS: the whole process during "
-              f"the cell (a JVM or model loaded by an earlier cell stays resident); +RSS: its growth during "
-              f"the cell." + (" Indexed p50: a bi-encoder reranker timed again on the same queries with "
+              f"built (possibly by an earlier run). " + _memory_note(cells) + (" Indexed p50: a bi-encoder reranker timed again on the same queries with "
                               "its candidates' embeddings computed ahead, as a deployment that encoded "
                               "its corpus has them (`rankbench serve` does): only the query is encoded "
                               "online; the p50 beside it encodes each query's candidates, as the "
@@ -199,6 +197,27 @@ def _render(config: Config, results: SuiteResults) -> tuple[str, list]:
     return "\n".join(out), plots
 
 
+def _memory_note(cells) -> str:
+    """What the start and memory columns mean for these rows: each run in a process of its own
+    (harness.isolation), or all in one process (results from before, or --in-process)."""
+    own = {bool((c["efficiency"].get("process") or {}).get("own")) for _, c in cells}
+    if own == {True}:
+        return ("Start: the runtime (JVM, torch, onnxruntime) started and the index and model loaded, in "
+                "the run's own process; never in latency or QPS. Peak RSS: the high-water mark of that "
+                "process (interpreter, runtime, model, index and ranking; a published run's row is reading "
+                "its file); +RSS: above the interpreter at that process's start.")
+    mixed = " (rows measured in a process of their own: that process's high-water mark)" if True in own else ""
+    return ("Start: loading the index and model (and, in the first cell of a process, starting its "
+            "runtime). Peak RSS: the process during the cell, a JVM or model loaded by an earlier cell "
+            f"included{mixed}; +RSS: its growth during the cell.")
+
+
+def _start_s(e: dict):
+    if e.get("precomputed") and not (e.get("process") or {}).get("own"):
+        return None
+    return (e.get("prepare_s") or 0) + ((e.get("process") or {}).get("runtime_start_s") or 0)
+
+
 def _efficiency_table(cells) -> str:
     """One row per ranker: latency percentiles, throughput, sizes, memory, device (and the share of
     truncated pairs when a cross-encoder ran)."""
@@ -225,6 +244,7 @@ def _efficiency_table(cells) -> str:
             Column("QPS", lambda r: "—" if e(r).get("precomputed") else sig(e(r).get("pipeline_qps") or e(r).get("qps"))),
             Column("pairs/s", lambda r: sig(e(r).get("pairs_per_s")) if "pairs" in e(r) and not e(r).get("precomputed") else "—"),
             Column("build s", lambda r: sig(e(r).get("index_build_s"))),
+            Column("start s", lambda r: sig(_start_s(e(r)))),
             Column("index MB", lambda r: mb(e(r).get("index_bytes"))),
             Column("model MB", lambda r: mb(e(r).get("model_bytes"))),
             Column("params", lambda r: params(e(r).get("params"))),

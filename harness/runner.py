@@ -209,12 +209,14 @@ class Runner:
         return stored, eff, "ran"
 
     def measure(self, ranker: str, dataset: Dataset, k: int, settings: Settings,
-                whole_process: bool = False, candidates: Run | None = None) -> tuple[Run, dict]:
+                whole_process: bool = False, candidates: Run | None = None,
+                check: bool = True) -> tuple[Run, dict]:
         """Make the ranker's run on the dataset in this process, and measure it: the runtime's
         start (JVM, torch), ``prepare`` (loading), ``rank`` over every query, the latency queries,
         peak memory. ``whole_process``: this process is the cell's own (harness.isolation), so
         its peak memory is read as is, since it started. ``candidates``: the first stage's top
-        ``depth``, when the caller has them (else read from its cached run)."""
+        ``depth``, when the caller has them (else read from its cached run). ``check``: the run
+        is checked against the dataset here (else by the caller, before it is cached)."""
         from dataclasses import asdict
 
         pipe = self.pipeline(ranker)
@@ -229,7 +231,8 @@ class Runner:
             t0 = time.perf_counter()
             run = pipe.rank_stage(queries, candidates, k, check=False)
             rank_wall_s = rank_s = time.perf_counter() - t0
-            check_run(run, queries, candidates, k, f"ranker {ranker} ({spec.kind})", dataset.doc_ids())
+            if check:
+                check_run(run, queries, candidates, k, f"ranker {ranker} ({spec.kind})", dataset.doc_ids())
             stats = inst.run_stats()
             rank_s = stats.pop("rank_s", rank_s)   # a fusion reports its members' time, not the cache's
             latency = indexed_latency = None

@@ -18,7 +18,7 @@ def test_a_real_run_books_its_rankers_and_its_harness(toy, tmp_path):
     cold = run_once(toy.config, "s", home, toy.reports)
     assert cold["cells"] == "cells: 4 ran"
     assert cold["ranker"]["rank"] > 0 and cold["ranker"]["build (index, encoding, export, training)"] > 0
-    for item in ("evaluation", "report", "run processes: interpreter start", "command start (interpreter, imports)"):
+    for item in ("evaluation", "report", "run processes: interpreter start", "run processes: config", "command start (interpreter, imports)"):
         assert cold["harness"][item] > 0, item
     assert cold["ranker_s"] + cold["harness_s"] == pytest.approx(cold["wall_s"], abs=0.02)
     assert sum(cold["harness"].values()) == pytest.approx(cold["harness_s"], rel=0.05, abs=0.1)
