@@ -299,12 +299,25 @@ def markdown(data: dict) -> str:
     lines += ["", "## A sharded run, simulated", "",
               f"NFCorpus's corpus ({s['passages']:,} passages) cut into {s['shards']} shards, each encoded as its own "
               f"Ray Data job ({s['actors_per_shard']} actors) on a {s['nodes']}-node `ray.cluster_utils.Cluster` on this "
-              f"machine, put together into the cache entry, then ranked by the quick suite's minilm cell.", "",
+              f"machine, put together into the cache entry, then ranked by the minilm cell (torch).", "",
               "| shards | seconds per shard | total s | embeddings identical to one process | max abs diff | nDCG@10 |",
               "|---:|---|---:|---|---:|---:|",
               f"| {s['shards']} | {', '.join(f'{x:.1f}' for x in s['shard_seconds'])} | {s['seconds']:.1f} | "
               f"{'yes' if s['identical'] else 'NO'} | {s['max_abs_diff']:.1e} | {s['ndcg10']:.4f} |", "",
-              "The one-process nDCG@10 of minilm on NFCorpus is in [reports/quick.md](quick.md) (MTEB's 0.3159).", ""]
+              "The one-process nDCG@10 of minilm on NFCorpus is in [reports/beir.md](beir.md) (MTEB's 0.3159).", ""]
+    q = data.get("quick_suite")
+    if q:
+        lines += ["## The quick suite on Ray, against the local executor", "",
+                  f"`rankbench run quick --executor ray` and `rankbench run quick` from the same commit "
+                  f"(`{q['commit'][:12]}`), each from an empty cache and an empty results folder on this machine "
+                  f"(the Ray run on a one-node local cluster, its corpora encoded on Ray Data), compared file by file.",
+                  "", "| | local | Ray |", "|---|---:|---:|",
+                  f"| wall time (minutes) | {q['local_min']:.1f} | {q['ray_min']:.1f} |",
+                  f"| cells ran / not applicable | {q['ran']} / {q['na']} | {q['ran']} / {q['na']} |", "",
+                  f"- result JSON measures and cell fingerprints identical: {q['same_cells']} of {q['ran']} cells",
+                  f"- run files identical byte for byte: {q['same_runs']} of {q['runs']} runs (every run either made)",
+                  f"- encoded corpora identical byte for byte: {q['same_corpora']} of {q['corpora']}", "",
+                  q["note"], ""]
     return "\n".join(lines)
 
 

@@ -147,5 +147,7 @@ def test_scale_report_is_its_json():
     assert all(r["identical"] for e in data["encoding"] for r in e["rows"])
     assert all(r["same_measures"] for r in data["overhead"])
     assert data["sharded"]["identical"] and data["sharded"]["nodes"] == 2
-    quick = json.loads((ROOT / "reports" / "results" / "quick" / "minilm__nfcorpus.json").read_text())
-    assert data["sharded"]["ndcg10"] == quick["measures"]["aggregate"]["nDCG@10"]
+    beir = json.loads((ROOT / "reports" / "results" / "beir" / "minilm__nfcorpus.json").read_text())
+    assert data["sharded"]["ndcg10"] == beir["measures"]["aggregate"]["nDCG@10"]
+    q = data["quick_suite"]       # issue 18's first acceptance: the quick suite on Ray, as the local run
+    assert q["same_cells"] == q["ran"] and q["same_runs"] == q["runs"] > 0 and q["same_corpora"] == q["corpora"] > 0
