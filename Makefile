@@ -2,21 +2,33 @@
 # fine: every package comes from the package registry, torch's CPU wheel first).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+HASH   := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-all-$(HASH)
+QUICK_STAMP := $(VENV)/.installed-quick-$(HASH)
 
 .PHONY: quick test fast install
 
 install: $(STAMP)
 
+# everything: every extra and the test tools (make test, make fast; CI)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24"
 	# torch first, pinned to its CPU build, so nothing pulls CUDA wheels
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e '.[all,test]'
-	rm -f $(VENV)/.installed-* && touch $@
+	rm -f $(VENV)/.installed-* && touch $@ $(QUICK_STAMP)
 
-quick: $(STAMP)
+# what the quick suite needs (rankbench[quick]: BM25, the bi-encoder, ONNX, plots), no more: a
+# newcomer's first command does not wait for Ray, the servers or the framework adapters
+$(QUICK_STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[quick]'
+	touch $@
+
+quick: $(QUICK_STAMP)
 	$(VENV)/bin/rankbench run quick
 
 test: $(STAMP)

@@ -46,13 +46,17 @@ def run_once(config: Path, suite: str, home: Path, reports: Path) -> dict:
             "harness": {k: round(v, 2) for k, v in sorted(harness.items(), key=lambda kv: -kv[1])}}
 
 
-def measure(config: Path, suites: list[str]) -> dict:
+def measure(config: Path, suites: list[str], keep: Path | None = None) -> dict:
+    """``keep``: leave each suite's cache in ``keep/SUITE`` (it must not exist yet), so its runs,
+    measured cold here, can be reported from it."""
     from .provenance import machine
 
     out = {"machine": machine(), "bar": BAR, "suites": {}}
     for suite in suites:
         with tempfile.TemporaryDirectory(prefix="rankbench-overhead-") as tmp:
-            home, reports = Path(tmp) / "home", Path(tmp) / "reports"
+            home, reports = (keep / suite if keep else Path(tmp) / "home"), Path(tmp) / "reports"
+            if home.exists():
+                raise RuntimeError(f"{home} exists: a cold run needs an empty cache")
             reports.mkdir()
             cold = run_once(config, suite, home, reports)
             for f in (reports / "results" / suite).glob("*.json"):

@@ -19,8 +19,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", action="append", help="suite to measure (repeatable; default: smoke and quick)")
     p.add_argument("--config", default=str(ROOT / "bench.toml"))
+    p.add_argument("--keep", default=None, help="leave each suite's cache in KEEP/SUITE (a new folder)")
     args = p.parse_args()
-    data = measure(Path(args.config).resolve(), args.suite or ["smoke", "quick"])
+    data = measure(Path(args.config).resolve(), args.suite or ["smoke", "quick"],
+                   Path(args.keep).resolve() if args.keep else None)
     print(f"wrote {write(ROOT / 'reports', data)}", file=sys.stderr)
     return 0
 
