@@ -93,7 +93,10 @@ def measure_in_child(runner, ranker: str, dataset, k: int, settings, candidates=
                 pickle.dump(candidates, f, protocol=pickle.HIGHEST_PROTOCOL)
         # the child imports what this process can (a kind named "module:Class" found on sys.path)
         path = os.pathsep.join(p for p in sys.path if p)
-        env = {**os.environ, "PYTHONPATH": path, "RANKBENCH_SPAWNED_AT": repr(time.monotonic())}
+        # the child's stderr comes back as log lines: no progress bars in it (transformers draws one
+        # per model load)
+        env = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", **os.environ, "PYTHONPATH": path,
+               "RANKBENCH_SPAWNED_AT": repr(time.monotonic())}
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "harness.isolation", tmp], env=env,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
