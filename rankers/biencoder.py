@@ -69,7 +69,7 @@ class BiEncoder(Ranker):
         if params.backend == "onnx":      # by name, as kinds are: rankers.onnx builds on this module
             from . import load_kind
 
-            return load_kind("rankers.onnx:OnnxBackendBiEncoder")
+            return load_kind("rankers.onnx_backend:OnnxBackendBiEncoder")
         return cls
 
     def __init__(self, name, params, ctx):

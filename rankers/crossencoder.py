@@ -104,7 +104,7 @@ class CrossEncoderRanker(PairScorer):
         if params.backend == "onnx":      # by name, as kinds are: rankers.onnx builds on this module
             from . import load_kind
 
-            return load_kind("rankers.onnx:OnnxBackendCrossEncoder")
+            return load_kind("rankers.onnx_backend:OnnxBackendCrossEncoder")
         return cls
 
     def __init__(self, name, params, ctx):

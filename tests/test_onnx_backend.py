@@ -77,7 +77,7 @@ def runner(tmp_path_factory, scifact_sample, tiny_cross_encoders):
 
 def test_backend_picks_the_onnx_class_and_keeps_the_kind(runner):
     from rankers.biencoder import BiEncoder
-    from rankers.onnx import OnnxBackendBiEncoder, OnnxBackendCrossEncoder
+    from rankers.onnx_backend import OnnxBackendBiEncoder, OnnxBackendCrossEncoder
 
     torch_, onnx_ = runner.instance("minilm"), runner.instance("minilm-onnx")
     assert type(torch_) is BiEncoder and isinstance(onnx_, OnnxBackendBiEncoder)
