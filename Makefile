@@ -1,31 +1,32 @@
 # The two commands of the README. Each one sets up what it needs on a fresh clone (offline is
-# fine: every package comes from the package registry, torch's CPU wheel first).
+# fine: every package comes from the package registry, torch's CPU wheel first), with uv.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 HASH   := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 STAMP  := $(VENV)/.installed-all-$(HASH)
 QUICK_STAMP := $(VENV)/.installed-quick-$(HASH)
+# uv where it can be had (fetched with pip, given pip's configuration), else pip:
+# RANKBENCH_INSTALLER=pip make ... uses pip throughout (scripts/install.py)
+INSTALL := $(PY) scripts/install.py
 
 .PHONY: quick test fast install
 
 install: $(STAMP)
 
 # everything: every extra and the test tools (make test, make fast; CI)
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt scripts/install.py
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade "pip>=24"
 	# torch first, pinned to its CPU build, so nothing pulls CUDA wheels
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[all,test]'
+	$(INSTALL) torch==2.13.0
+	$(INSTALL) -c constraints.txt -e '.[all,test]'
 	rm -f $(VENV)/.installed-* && touch $@ $(QUICK_STAMP)
 
 # what the quick suite needs (rankbench[quick]: BM25, the bi-encoder, ONNX, plots), no more: a
 # newcomer's first command does not wait for Ray, the servers or the framework adapters
-$(QUICK_STAMP): pyproject.toml constraints.txt
+$(QUICK_STAMP): pyproject.toml constraints.txt scripts/install.py
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[quick]'
+	$(INSTALL) torch==2.13.0
+	$(INSTALL) -c constraints.txt -e '.[quick]'
 	touch $@
 
 quick: $(QUICK_STAMP)
