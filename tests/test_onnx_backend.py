@@ -42,6 +42,10 @@ def _config(tmp_path: Path, scifact: Path, ce_folder: Path):
         extends = "minilm"
         backend = "onnx"
 
+        [rankers.minilm-onnx-b4]
+        extends = "minilm-onnx"
+        batch_size = 4
+
         [rankers.minilm-fp32]
         kind = "onnx"
         source = "minilm"
@@ -96,19 +100,23 @@ def test_bi_encoder_scores_within_tolerance_on_scifact(runner):
     ids = list(ds.corpus())
     docs = ds.docs(ids)
     texts = [docs[i].joined() for i in ids]
-    torch_, onnx_ = runner.instance("minilm"), runner.instance("minilm-onnx")
-    for r in (torch_, onnx_):
+    # batches of 64 (torch's and the backend's default) and of 4 (the quick suite's minilm-onnx)
+    rankers = [runner.instance(n) for n in ("minilm", "minilm-onnx", "minilm-onnx-b4")]
+    assert [r.params.batch_size for r in rankers] == [64, 64, 4]
+    for r in rankers:
         r.prepare(ds, reranking=True)
     q_texts = [queries[q] for q in sorted(queries)]
     scores = []
-    for r in (torch_, onnx_):
+    for r in rankers:
         q, d = r._encode(q_texts, progress=False), r._encode(texts, progress=False)
         scores.append(q @ d.T)
     # real abstracts, some past the model's 256 tokens: truncation is exercised too
+    torch_ = rankers[0]
     lengths = [len(torch_.model.tokenizer(t)["input_ids"]) for t in texts]
     assert max(lengths) > torch_.model.max_seq_length
-    diff = np.abs(scores[0] - scores[1]).max()
-    assert scores[0].shape == (len(q_texts), len(texts)) and diff <= TOLERANCE, diff
+    for other in scores[1:]:
+        diff = np.abs(scores[0] - other).max()
+        assert other.shape == (len(q_texts), len(texts)) and diff <= TOLERANCE, diff
 
 
 def test_cross_encoder_scores_within_tolerance_on_scifact(runner):
