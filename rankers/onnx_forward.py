@@ -107,6 +107,7 @@ class OnnxCrossEncoder(_OnnxForward, CrossEncoderRanker):
     def prepare(self, dataset, reranking=False):
         self.dataset = dataset
         self.outer.session()       # export (or load) now: not ranking time
+        self.outer.tokenizer()
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> "np.ndarray":
         batches = PairBatches(self.outer.tokenizer(), pairs, self.max_length, self.outer.params.batch_size)
@@ -127,6 +128,10 @@ class OnnxBiEncoder(_OnnxForward, BiEncoder):
     @property
     def model(self):
         return self.outer.session()
+
+    def prepare(self, dataset, reranking=False):
+        self.outer.tokenizer()     # with the session (BiEncoder.prepare): loading is not ranking time
+        super().prepare(dataset, reranking)
 
     def encode_batches(self, texts: list[str]) -> list[list[int]]:
         """As ``TextBatches`` cuts them: a stable sort by token length, then ``batch_size``."""

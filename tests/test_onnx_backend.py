@@ -147,3 +147,29 @@ def test_same_measures_query_by_query(runner):
     # the exported model is reported, not torch's
     eff = read_result(result_path(runner.reports, "backends", "minilm-onnx", "scifact"))["efficiency"]
     assert eff["dtype"] == "float32" and eff["model_bytes"] > 80e6 and eff["index_bytes"] > 0
+
+
+def test_prepare_loads_what_ranking_needs(runner, monkeypatch):
+    """The tokenizer is loaded in prepare, with the session: the first rank call (QPS, latency)
+    loads nothing. It once loaded there, importing transformers' AutoTokenizer and torch with it
+    (2.3 s inside a cell's timed rank call)."""
+    from harness.runner import Runner
+    from rankers import onnx_forward
+
+    fresh = Runner(runner.config, runner.reports, progress=False, threads=2, log=lambda m: None)
+    ds = fresh.dataset("scifact")
+    queries = dict(sorted(ds.queries().items())[:3])
+    ids = list(ds.corpus())[:10]
+    candidates = {q: {d: 0.0 for d in ids} for q in queries}
+    onnx_forward._tokenizer.cache_clear()
+    rankers = [fresh.instance(n) for n in ("minilm-onnx", "ce-onnx")]
+    for r in rankers:
+        r.prepare(ds, reranking=True)
+
+    def refuse(path):
+        raise AssertionError(f"tokenizer {path} loaded while ranking")
+
+    monkeypatch.setattr(onnx_forward, "load_tokenizer", refuse)
+    for r in rankers:
+        run = r.rank(queries, candidates, 5)
+        assert set(run) == set(queries) and all(len(v) == 5 for v in run.values())
