@@ -29,7 +29,7 @@ from .pipeline import Pipeline, RankerSet, check_run, first_stage_k
 from .provenance import provenance
 from .results import Efficiency, Reranking, read_result, result_path
 from .timing import phase
-from .types import Run, drop_self_hits, read_trec_run, top_k, write_trec_run
+from .types import Run, drop_self_hits, parse_trec_run, read_trec_run, top_k, trec_run_lines, write_trec_run
 
 RESULT_SCHEMA = 1
 
@@ -199,10 +199,11 @@ class Runner:
             reranking=reranking).as_json()
         describe = {"what": "run", "ranker": ranker, "dataset": dataset.name, "k": k, "efficiency": eff}
         with phase("runs cached"), self.cache.build("runs", key, describe, replace=self.force) as folder:
-            write_trec_run(run, folder / "run.trec.gz", tag=ranker)
-            # read back before the entry is published: a run that does not round-trip never
-            # enters the cache, and a fresh run and a cached one evaluate the same bytes
-            stored = read_trec_run(folder / "run.trec.gz")
+            text = write_trec_run(run, folder / "run.trec.gz", tag=ranker)
+            # read back (the text written, parsed as a file is) before the entry is published: a
+            # run that does not round-trip never enters the cache, and a fresh run and a cached
+            # one evaluate the same bytes
+            stored = parse_trec_run(trec_run_lines(text), folder / "run.trec.gz")
             if stored != {q: docs for q, docs in run.items() if docs}:   # a query with no docs has no line
                 raise DataError(f"ranker {ranker} on {dataset.name}: its run does not read back the same "
                                 f"from the TREC file; not cached")
