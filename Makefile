@@ -6,7 +6,8 @@ HASH   := $(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 STAMP  := $(VENV)/.installed-all-$(HASH)
 QUICK_STAMP := $(VENV)/.installed-quick-$(HASH)
 # uv where it can be had (fetched with pip, given pip's configuration), else pip:
-# RANKBENCH_INSTALLER=pip make ... uses pip throughout (scripts/install.py)
+# RANKBENCH_INSTALLER=pip make ... uses pip throughout (scripts/install.py). The venv is made without
+# pip (0.1 s against 3 s): the base interpreter's pip fetches uv, uv puts pip in the venv
 INSTALL := $(PY) scripts/install.py
 
 .PHONY: quick test fast install
@@ -15,7 +16,7 @@ install: $(STAMP)
 
 # everything: every extra and the test tools (make test, make fast; CI)
 $(STAMP): pyproject.toml constraints.txt scripts/install.py
-	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(PY) || python3 -m venv --without-pip $(VENV)
 	# torch first, pinned to its CPU build, so nothing pulls CUDA wheels
 	$(INSTALL) torch==2.13.0
 	$(INSTALL) -c constraints.txt -e '.[all,test]'
@@ -24,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/install.py
 # what the quick suite needs (rankbench[quick]: BM25, the bi-encoder, ONNX, plots), no more: a
 # newcomer's first command does not wait for Ray, the servers or the framework adapters
 $(QUICK_STAMP): pyproject.toml constraints.txt scripts/install.py
-	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(PY) || python3 -m venv --without-pip $(VENV)
 	$(INSTALL) torch==2.13.0
 	$(INSTALL) -c constraints.txt -e '.[quick]'
 	touch $@

@@ -13,8 +13,9 @@ extra-index-url, constraint, trusted-host, no-index, cert (as ``SSL_CERT_FILE``)
 and uv picks the best version across every index, as pip does (``unsafe-best-match``).
 
 ``RANKBENCH_INSTALLER=pip`` uses pip throughout (upgraded to 24 or later first); so does a
-machine where uv cannot be installed, saying so. Standard library only: it runs before
-anything is installed.
+machine where uv cannot be installed, saying so. The venv may come without pip (``python -m venv
+--without-pip``): the base interpreter's pip then fetches uv, and uv puts pip in the venv. Standard
+library only: it runs before anything is installed.
 """
 from __future__ import annotations
 
@@ -32,9 +33,26 @@ _LISTS = {"find-links": "--find-links", "extra-index-url": "--extra-index-url", 
 _SECTIONS = ("global", "install", ":env:")
 
 
-def pip_config() -> dict[str, str]:
+def _has_pip(python: str) -> bool:
+    return subprocess.run([python, "-m", "pip", "--version"], capture_output=True).returncode == 0
+
+
+def pip_command() -> list[str]:
+    """A pip that installs into this environment: its own; else its base interpreter's, aimed
+    here with pip's ``--python`` (the Makefile makes the venv without pip: 0.1 s against 3 s);
+    else one that ensurepip puts here."""
+    if _has_pip(sys.executable):
+        return [sys.executable, "-m", "pip"]
+    base = getattr(sys, "_base_executable", "") or ""
+    if sys.prefix != sys.base_prefix and base and _has_pip(base):     # a venv: its base interpreter
+        return [base, "-m", "pip", "--python", sys.executable]
+    subprocess.run([sys.executable, "-m", "ensurepip"], check=True, stdout=subprocess.DEVNULL)
+    return [sys.executable, "-m", "pip"]
+
+
+def pip_config(pip: list[str]) -> dict[str, str]:
     """pip's configuration as pip merges it: option -> raw value."""
-    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
+    out = subprocess.run([*pip[:3], "config", "list"], capture_output=True, text=True)
     if out.returncode:
         return {}
     found: dict[str, dict[str, str]] = {}
@@ -68,12 +86,12 @@ def uv_arguments(config: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     return args, env
 
 
-def _uv() -> str | None:
+def _uv(pip: list[str]) -> str | None:
     here = Path(sys.executable).parent
     found = shutil.which("uv", path=str(here))
     if found:
         return found
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "uv"])
+    done = subprocess.run([*pip, "install", "-q", "uv"])
     found = shutil.which("uv", path=str(here))
     if done.returncode or not found:
         print("scripts/install.py: uv could not be installed; installing with pip instead", file=sys.stderr)
@@ -81,8 +99,8 @@ def _uv() -> str | None:
     return found
 
 
-def _pip(packages: list[str]) -> int:
-    upgrade = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--upgrade", "pip>=24"])
+def _pip(pip: list[str], packages: list[str]) -> int:
+    upgrade = subprocess.run([*pip, "install", "-q", "--upgrade", "pip>=24"])
     if upgrade.returncode:
         return upgrade.returncode
     return subprocess.run([sys.executable, "-m", "pip", "install", "-q", *packages]).returncode
@@ -92,10 +110,13 @@ def main(packages: list[str]) -> int:
     if not packages:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
-    uv = None if os.environ.get("RANKBENCH_INSTALLER", "uv") == "pip" else _uv()
+    pip = pip_command()
+    uv = None if os.environ.get("RANKBENCH_INSTALLER", "uv") == "pip" else _uv(pip)
     if uv is None:
-        return _pip(packages)
-    args, env = uv_arguments(pip_config())
+        return _pip(pip, packages)
+    args, env = uv_arguments(pip_config(pip))
+    if len(pip) > 3:     # no pip of its own yet: one for whoever uses the venv later (README)
+        packages = ["pip", *packages]
     cmd = [uv, "pip", "install", "-q", "--python", sys.executable, *args, *packages]
     if os.environ.get("RANKBENCH_INSTALL_VERBOSE"):
         print("+ " + shlex.join(cmd), file=sys.stderr)
