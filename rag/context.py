@@ -111,7 +111,7 @@ def _hf_counter(name: str) -> HFTokens:
         from transformers import AutoTokenizer
 
         try:
-            tok = AutoTokenizer.from_pretrained(str(path))
+            tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)   # resolved here: never the hub
         except (OSError, ValueError) as e:
             raise RankerUnavailable(f"tokenizer {name!r}: no tokenizer in {path}: {e}") from None
         if not getattr(tok, "is_fast", False):

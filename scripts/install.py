@@ -52,7 +52,7 @@ def pip_command() -> list[str]:
 
 def pip_config(pip: list[str]) -> dict[str, str]:
     """pip's configuration as pip merges it: option -> raw value."""
-    out = subprocess.run([*pip[:3], "config", "list"], capture_output=True, text=True)
+    out = subprocess.run([pip[0], "-m", "pip", "config", "list"], capture_output=True, text=True)
     if out.returncode:
         return {}
     found: dict[str, dict[str, str]] = {}
@@ -115,7 +115,7 @@ def main(packages: list[str]) -> int:
     if uv is None:
         return _pip(pip, packages)
     args, env = uv_arguments(pip_config(pip))
-    if len(pip) > 3:     # no pip of its own yet: one for whoever uses the venv later (README)
+    if pip[0] != sys.executable:     # the base interpreter's pip: put one in the venv for later (README)
         packages = ["pip", *packages]
     cmd = [uv, "pip", "install", "-q", "--python", sys.executable, *args, *packages]
     if os.environ.get("RANKBENCH_INSTALL_VERBOSE"):
