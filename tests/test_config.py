@@ -153,3 +153,25 @@ def test_comparison_tables_and_their_bars():
         parse(rankers=rankers, suites={"s": {"rankers": ["bm25", "r"], "datasets": ["sci"], "bars": {"sped": 2}}})
     with pytest.raises(ConfigError, match=r"bars\.kept: must be a positive number, found -1"):
         parse(rankers=rankers, suites={"s": {"rankers": ["bm25", "r"], "datasets": ["sci"], "bars": {"kept": -1}}})
+
+
+def test_the_readmes_bench_toml_example_is_valid_and_says_what_bench_toml_says(config):
+    """The Concepts section's example loads as a config of its own, and each ranker, dataset and
+    the quick suite it shows are defined in bench.toml as it shows them (the example cannot drift)."""
+    import dataclasses
+    import re
+    import tomllib
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### bench.toml\n"):]
+    block = re.search(r"```toml\n(.*?)```", section, flags=re.S).group(1)
+    example = parse_config(tomllib.loads(block), ROOT / "README-example.toml")
+    for name, spec in example.rankers.items():
+        real = config.ranker(name)
+        assert (spec.kind, spec.params, spec.first_stage, spec.depth) == \
+            (real.kind, real.params, real.first_stage, real.depth), name
+    for name, spec in example.datasets.items():       # descriptions are prose: all else must agree
+        assert dataclasses.replace(spec, description=config.datasets[name].description) == config.datasets[name], name
+    quick, real = example.suite("quick"), config.suite("quick")
+    assert set(quick.rankers) <= set(real.rankers) and quick.datasets == real.datasets
+    assert quick.baseline == real.baseline
