@@ -108,10 +108,10 @@ def _hf_counter(name: str) -> HFTokens:
             path = resolve_model(name).path
         except RankerUnavailable as e:
             raise RankerUnavailable(f"tokenizer {name!r}: {e}") from None
-        from transformers import AutoTokenizer
+        from rankers.onnx_forward import load_tokenizer     # a resolved local folder, never the hub
 
         try:
-            tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)   # resolved here: never the hub
+            tok = load_tokenizer(str(path))
         except (OSError, ValueError) as e:
             raise RankerUnavailable(f"tokenizer {name!r}: no tokenizer in {path}: {e}") from None
         if not getattr(tok, "is_fast", False):
