@@ -49,7 +49,7 @@ def _load(path: str, device: str, max_length: int | None):
     require("sentence_transformers", "dense", "the bi-encoder")
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(path, device=device)
+    model = SentenceTransformer(path, device=device, local_files_only=True)   # a resolved local folder, never the hub
     if max_length is not None:
         model.max_seq_length = max_length
     model.eval()
