@@ -132,6 +132,16 @@ def measure_in_child(runner, ranker: str, dataset, k: int, settings, candidates=
     return run, measured
 
 
+# the runtimes whose memory a cell's peak can hold: which of them its process imported
+RUNTIMES = ("jnius", "torch", "onnxruntime", "transformers", "sentence_transformers", "faiss")
+
+
+def loaded() -> list[str]:
+    """The heavy runtimes this process has imported, in RUNTIMES' order: an ONNX cell's peak
+    memory holds onnxruntime and transformers' tokenizer, never torch (tests/test_onnx_backend.py)."""
+    return [m for m in RUNTIMES if m in sys.modules]
+
+
 def _child(folder: Path) -> None:
     ready = time.monotonic()
     from .memory import _field
@@ -171,7 +181,8 @@ def _child(folder: Path) -> None:
     run, measured = runner.measure(spec["ranker"], dataset, spec["k"], settings, whole_process=True,
                                    candidates=candidates, check=False)
     measured["process"] = {"own": True, "start_s": round(ready - spawned, 3),
-                           "baseline_rss_mib": round(baseline / 2**20, 1), **measured.get("process", {})}
+                           "baseline_rss_mib": round(baseline / 2**20, 1), **measured.get("process", {}),
+                           "loaded": loaded()}
     peak = measured["memory"]["peak_rss_mib"]
     measured["memory"]["rss_increase_mib"] = round(max(peak - baseline / 2**20, 0), 1)
     measured["setup"] = setup

@@ -88,7 +88,8 @@ class Efficiency:
     # deployment's index): the same keys as latency_ms; absent for every other ranker
     indexed_latency_ms: dict | None = None
     # where it was measured: own (a fresh process, harness.isolation), start_s, runtime (JVM,
-    # torch, onnxruntime) and runtime_start_s, baseline_rss_mib
+    # torch, onnxruntime) and runtime_start_s, baseline_rss_mib, loaded (the heavy runtimes its
+    # process imported: harness.isolation.RUNTIMES)
     process: dict | None = None
 
     def as_json(self) -> dict:

@@ -286,9 +286,9 @@ class OnnxRanker(Ranker):
     def start_runtime(self) -> str | None:
         require("onnxruntime", "onnx", "the onnx ranker")
         import onnxruntime  # noqa: F401
-        # the tokenizer saved beside the graph: transformers imports lazily, and AutoTokenizer's
-        # first use imports torch (2.3 s here) inside whatever called it first
-        from transformers import AutoTokenizer  # noqa: F401
+        # the tokenizer saved beside the graph is loaded by its own class (load_tokenizer), which
+        # needs transformers but not torch: AutoTokenizer would import torch (2.3 s here)
+        import transformers  # noqa: F401
 
         return "onnxruntime"
 

@@ -173,3 +173,31 @@ def test_prepare_loads_what_ranking_needs(runner, monkeypatch):
     for r in rankers:
         run = r.rank(queries, candidates, 5)
         assert set(run) == set(queries) and all(len(v) == 5 for v in run.values())
+
+
+def test_an_onnx_cell_process_never_imports_torch(runner, tmp_path):
+    """A cell of the onnx backend, made in its own process as ``rankbench run`` makes it, loads
+    onnxruntime and the exported model's tokenizer, not torch: its peak memory is onnxruntime's
+    (torch's few hundred MiB are not in it) and its start is not torch's import. The torch twin's
+    process, measured the same way, does load torch: the record can tell."""
+    from harness.isolation import measure_in_child
+    from harness.results import read_result, result_path
+    from harness.runner import Runner
+
+    runner.run_suite("backends")        # every export and encoded corpus built (cached: no rerun)
+    own = Runner(runner.config, tmp_path / "reports", cache=runner.cache, progress=False, force=True,
+                 threads=2, log=lambda m: None, isolate=measure_in_child)
+    suite = runner.config.suite("backends")
+    loaded = {}
+    for name in ("minilm", "minilm-onnx", "ce-onnx"):
+        assert own.run_cell(suite, name, "scifact").status == "ran", name
+        eff = read_result(result_path(own.reports, "backends", name, "scifact"))["efficiency"]
+        assert eff["process"]["own"] is True and eff["memory_method"] == "VmHWM of the cell's own process"
+        loaded[name] = eff["process"]["loaded"]
+        # the same run as the suite's own process made
+        a = read_result(result_path(own.reports, "backends", name, "scifact"))["measures"]
+        assert a == read_result(result_path(runner.reports, "backends", name, "scifact"))["measures"], name
+    assert "torch" in loaded["minilm"], loaded
+    for name in ("minilm-onnx", "ce-onnx"):
+        assert "onnxruntime" in loaded[name] and "transformers" in loaded[name], loaded
+        assert "torch" not in loaded[name] and "sentence_transformers" not in loaded[name], loaded
