@@ -46,36 +46,37 @@ def _session(path: str, provider: str, level: str, threads: int):
 
 
 def load_tokenizer(path: str):
-    """The tokenizer saved beside an exported graph: a local folder, never the hub.
+    """The tokenizer saved in a local folder (beside an exported graph, or a resolved model's),
+    never the hub: anything but an existing folder is refused before transformers is asked.
 
     The class the folder's ``tokenizer_config.json`` names (the one AutoTokenizer would pick) is
     loaded directly when transformers exports it: AutoTokenizer imports transformers' model
     configuration code, which imports torch, and an ONNX ranker needs none of it (8.2 s against
-    3.5 s on a slow day here, and torch's few hundred MiB off the process's peak memory). Any
+    3.6 s on a slow day here, and torch's few hundred MiB off the process's peak memory). Any
     other folder goes through AutoTokenizer."""
     import json
 
     from harness.net import is_offline
 
+    folder = Path(path)
+    if not folder.is_dir():
+        raise RankerUnavailable(f"tokenizer {path}: no such folder (tokenizers are read from local folders only)")
     is_offline()
     import transformers
 
-    named = None
-    config = Path(path) / "tokenizer_config.json"
-    if config.is_file():
-        try:
-            named = json.loads(config.read_text()).get("tokenizer_class")
-        except (OSError, ValueError):
-            named = None
+    try:
+        named = json.loads((folder / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        named = None
     cls = None
     if isinstance(named, str) and named.isidentifier():
         try:
-            cls = getattr(transformers, named)
-        except (AttributeError, ImportError):
-            cls = None
-    if cls is None or not hasattr(cls, "from_pretrained"):
+            cls = getattr(transformers, named, None)
+        except ImportError:
+            pass
+    if not hasattr(cls, "from_pretrained"):     # only here: naming AutoTokenizer imports torch
         cls = transformers.AutoTokenizer
-    return cls.from_pretrained(path, local_files_only=True)
+    return cls.from_pretrained(str(folder), local_files_only=True)
 
 
 @lru_cache(maxsize=8)
