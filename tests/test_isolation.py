@@ -93,3 +93,47 @@ def test_a_ranker_built_in_python_stays_in_this_process(toy, tmp_path, monkeypat
     e = _results(toy)["bm25s"]["efficiency"]
     assert e["process"]["own"] is False and e["process"]["why_not"] == "a ranker class was handed over in Python"
     assert e["memory_method"] == "VmHWM"
+
+
+PROBE = '''
+import sys
+
+from rankers.base import Ranker
+
+
+class Probe(Ranker):
+    """Ranks by document order, and says which of the harness's preloaded modules were already
+    imported when its first ``rank`` call began (a ranker that imports one lazily would book it)."""
+
+    kind = "probe"
+    reranks = True
+    seen = None
+
+    def rank(self, queries, candidates, k):
+        if Probe.seen is None:
+            Probe.seen = sorted(m for m in ("numpy",) if m in sys.modules)
+        docs = list(self.dataset.corpus())
+        return {q: {d: 1.0 / (i + 1) for i, d in enumerate(docs[:k])} for q in queries}
+
+    def run_stats(self):
+        return {"preloaded_before_rank": Probe.seen}
+'''
+
+
+def test_a_cells_process_imports_numpy_before_anything_is_timed(toy, capsys, tmp_path, monkeypatch):
+    """The suite's own process always has numpy; a fresh one must too, before ``rank`` is timed,
+    or a ranker importing it lazily books the import as ranking (0.4 s: the random reranker's
+    QPS on DL 2019 fell from about 10,000 to 111)."""
+    from harness.isolation import PRELOAD
+
+    assert "numpy" in PRELOAD
+    (toy.root / "probe_rankers.py").write_text(PROBE)
+    monkeypatch.syspath_prepend(str(toy.root))
+    text = toy.config.read_text().replace("[suites.s]", '[rankers.probe]\nkind = "probe_rankers:Probe"\n\n[suites.s]')
+    toy.config.write_text(text.replace('rankers = ["first"', 'rankers = ["probe", "first"'))
+    monkeypatch.setenv("RANKBENCH_HOME", str(tmp_path / "own"))
+    code, out = toy.cli("run", "s", "--no-progress", "--no-report", "--ranker", "probe", capsys=capsys)
+    assert code == 0, out
+    e = _results(toy)["probe"]["efficiency"]
+    assert e["process"]["own"] is True
+    assert e["preloaded_before_rank"] == ["numpy"]
