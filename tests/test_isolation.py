@@ -123,7 +123,7 @@ class Probe(Ranker):
 def test_a_cells_process_imports_numpy_before_anything_is_timed(toy, capsys, tmp_path, monkeypatch):
     """The suite's own process always has numpy; a fresh one must too, before ``rank`` is timed,
     or a ranker importing it lazily books the import as ranking (0.4 s: the random reranker's
-    QPS on DL 2019 fell from about 10,000 to 111)."""
+    QPS on DL 2019 fell from about 2,200 to 119)."""
     from harness.isolation import PRELOAD
 
     assert "numpy" in PRELOAD
